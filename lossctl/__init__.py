@@ -1,0 +1,27 @@
+"""lossctl: exact, streaming loss evaluation for prediction files.
+
+``import lossctl`` stays cheap (no NumPy) so the CLI starts fast; the Python
+API is loaded on first use::
+
+    import lossctl
+    result = lossctl.evaluate(y_true, y_pred, losses=["mse", "huber:delta=2"])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "evaluate", "EvalState", "Result"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "evaluate":
+        from .api import evaluate
+
+        return evaluate
+    if name in ("EvalState", "Result"):
+        from . import accumulators
+
+        return getattr(accumulators, name)
+    raise AttributeError(f"module 'lossctl' has no attribute {name!r}")
