@@ -1,0 +1,239 @@
+"""The engine: sources -> record batches -> arrays -> kernels -> exact state -> report.
+
+It knows files and columns (to name them in errors) but nothing about the
+terminal; the CLI renders what it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from .accumulators import EvalState, Result
+from .errors import InputError, InvalidInput, UsageError
+from .losses import Loss, default_losses, parse_loss_list
+from .sources import Reader, Source, expand_paths, open_source, select_columns
+
+DEFAULT_CHUNK_ROWS = 1 << 16
+
+
+@dataclass
+class Request:
+    """What to evaluate: inputs, columns, losses and reading options."""
+
+    paths: list[str]
+    label: str
+    pred: str
+    losses: list[str] = field(default_factory=list)
+    weight: str | None = None
+    nan: str = "error"
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    input_format: str | None = None
+    delimiter: str | None = None
+    header: bool = True
+
+
+@dataclass
+class Columns:
+    """The columns each role resolved to, and the width (K) each role has."""
+
+    label: list[str]
+    pred: list[str]
+    weight: str | None
+    label_width: int
+    pred_width: int
+
+    @property
+    def needed(self) -> list[str]:
+        out = list(dict.fromkeys(self.label + self.pred + ([self.weight] if self.weight else [])))
+        return out
+
+    def name(self, role: str, index: int | None) -> str:
+        cols = {"label": self.label, "prediction": self.pred, "weight": [self.weight or ""]}[role]
+        k = index or 0
+        if len(cols) == 1 and (self.label_width if role == "label" else self.pred_width) > 1:
+            return f"{cols[0]}[{k}]"
+        return cols[min(k, len(cols) - 1)]
+
+    def role_of(self, column: str) -> str:
+        if column in self.label:
+            return "label"
+        if column in self.pred:
+            return "prediction"
+        return "weight"
+
+
+@dataclass
+class Report:
+    """The outcome of one evaluation, ready to render."""
+
+    result: Result
+    state: EvalState
+    inputs: list[str]
+    columns: Columns
+    losses_chosen: bool  # True when lossctl picked the losses (no -m given)
+
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+
+
+def _width_of(reader: Reader, cols: list[str], role: str) -> int:
+    """K for a role: the number of columns, or the size of a single list column."""
+    if len(cols) != 1:
+        return len(cols)
+    t = reader.parquet_types.get(cols[0])
+    if t is None or not (pa.types.is_list(t) or pa.types.is_fixed_size_list(t)
+                         or pa.types.is_large_list(t)):
+        return 1
+    if pa.types.is_fixed_size_list(t):
+        return t.list_size
+    return -1  # a variable-size list: the width is read from the data
+
+
+def resolve_columns(reader: Reader, req: Request) -> Columns:
+    """Apply the column specs to one file's columns."""
+    avail = reader.columns
+    label = select_columns(req.label, avail, "label column")
+    pred = select_columns(req.pred, avail, "prediction column")
+    weight = None
+    if req.weight:
+        w = select_columns(req.weight, avail, "weight column")
+        if len(w) != 1:
+            raise UsageError(f"the weight is one column; {req.weight!r} selects {len(w)}")
+        weight = w[0]
+    for name, t in reader.parquet_types.items():
+        if name in label + pred + ([weight] if weight else []) and not _numeric(t):
+            raise InputError(f"{reader.source.name}: column {name!r} is {t}, not numeric")
+    return Columns(label, pred, weight, _width_of(reader, label, "label"),
+                   _width_of(reader, pred, "prediction"))
+
+
+def _numeric(t: pa.DataType) -> bool:
+    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        return _numeric(t.value_type)
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) \
+        or pa.types.is_decimal(t) or pa.types.is_null(t)
+
+
+def _column_array(batch: pa.RecordBatch, name: str) -> np.ndarray:
+    col = batch.column(name)
+    t = col.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _list_to_2d(col, name)
+    if not (pa.types.is_floating(t) and col.null_count == 0):
+        col = col.cast(pa.float64())
+    return col.to_numpy(zero_copy_only=False)
+
+
+def _list_to_2d(col: pa.Array, name: str) -> np.ndarray:
+    n = len(col)
+    if col.null_count:
+        raise InputError(f"list column {name!r} holds a missing (null) list")
+    if pa.types.is_fixed_size_list(col.type):
+        k = col.type.list_size
+    else:
+        lengths = np.diff(col.offsets.to_numpy())
+        k = int(lengths[0]) if n else 0
+        if n and (lengths != k).any():
+            i = int(np.flatnonzero(lengths != k)[0])
+            raise InvalidInput(f"list has {int(lengths[i])} values, expected {k}", i, "", None,
+                               column=name)
+    values = col.flatten().cast(pa.float64()).to_numpy(zero_copy_only=False)
+    return values.reshape(n, k)
+
+
+def _role_array(batch: pa.RecordBatch, cols: list[str]) -> np.ndarray:
+    if len(cols) == 1:
+        return _column_array(batch, cols[0])
+    return np.column_stack([_column_array(batch, c) for c in cols])
+
+
+def _pieces(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
+    for start in range(0, batch.num_rows, rows):
+        yield batch.slice(start, rows)
+
+
+class Evaluation:
+    """One pass over the inputs of a request, feeding an :class:`EvalState`."""
+
+    def __init__(self, req: Request, progress: Progress | None = None) -> None:
+        if req.chunk_rows < 1:
+            raise UsageError("--chunk-size must be at least 1 row")
+        self.req = req
+        self.progress = progress
+        paths = expand_paths(req.paths)
+        self.sources: list[Source] = [
+            open_source(p, req.input_format, req.delimiter, req.header) for p in paths
+        ]
+        if req.losses:  # catch unknown names and bad parameters before reading anything
+            parse_loss_list(req.losses)
+        self.state: EvalState | None = None
+        self.columns: Columns | None = None
+        self.chosen = not req.losses
+
+    def run(self) -> Report:
+        total = sum(s.size or 0 for s in self.sources)
+        done = 0
+        for source in self.sources:
+            reader = Reader(source, batch_rows=self.req.chunk_rows)
+            cols = resolve_columns(reader, self.req)
+            if self.columns is None:
+                self.columns = cols
+            elif (cols.label, cols.pred, cols.weight) != (self.columns.label, self.columns.pred,
+                                                           self.columns.weight):
+                raise UsageError(f"{source.name}: columns {cols.needed} differ from the first "
+                                 f"input's {self.columns.needed}")
+            start = self.state.rows_seen if self.state else 0
+            try:
+                self._read(reader, cols)
+            except InvalidInput as e:
+                self._locate(e, source, cols, start)
+                raise
+            done += source.size or 0
+            if self.progress:
+                self.progress(done, total)
+        if self.state is None or self.columns is None:
+            raise InputError("no rows to evaluate: the input is empty")
+        return Report(self.state.result(), self.state, [s.name for s in self.sources],
+                      self.columns, self.chosen)
+
+    def _locate(self, e: InvalidInput, source: Source, cols: Columns, start: int) -> None:
+        """Turn a stream row into the file, data row, line and column name."""
+        if e.source is None:
+            e.source = source.name
+            e.row -= start
+            e.line = e.row + 1
+        if e.column is None:
+            e.column = cols.name(e.role, e.index)
+        elif not e.role:
+            e.role = cols.role_of(e.column)
+        e.args = (str(e),)
+
+    def _read(self, reader: Reader, cols: Columns) -> None:
+        for batch in reader.batches(cols.needed):
+            for piece in _pieces(batch, self.req.chunk_rows):
+                if piece.num_rows == 0:
+                    continue
+                y = _role_array(piece, cols.label)
+                p = _role_array(piece, cols.pred)
+                w = _column_array(piece, cols.weight) if cols.weight else None
+                if self.state is None:
+                    self.state = self._new_state(cols, y, p)
+                self.state.update(y, p, w)
+
+    def _new_state(self, cols: Columns, y: np.ndarray, p: np.ndarray) -> EvalState:
+        label_width = 1 if y.ndim == 1 else y.shape[1]
+        pred_width = 1 if p.ndim == 1 else p.shape[1]
+        cols.label_width, cols.pred_width = label_width, pred_width
+        losses: list[Loss] = (parse_loss_list(self.req.losses, pred_width) if self.req.losses
+                              else default_losses(y, p))
+        return EvalState(losses, label_width, pred_width, weighted=cols.weight is not None,
+                         nan=self.req.nan)
+
+
+def evaluate_files(req: Request, progress: Progress | None = None) -> Report:
+    """Evaluate a request over its files and return the report."""
+    return Evaluation(req, progress).run()

@@ -1,0 +1,322 @@
+"""Inputs: turn paths into streams of Arrow record batches holding only the needed columns.
+
+Handles paths, ``-`` (stdin), globs, directories of shards (sorted), CSV/TSV
+(plain, gzip, zstd) and Parquet, detected by extension or magic bytes; and
+the column-selection syntax (name, 1-based index, glob, range, comma list).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import fnmatch
+import glob
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .errors import InputError, UsageError
+
+CSV_EXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": ","}
+PARQUET_EXT = {".parquet", ".pq", ".parq"}
+COMPRESSION_EXT = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+MAGIC = {b"PAR1": "parquet", b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+_SKIP_IN_DIRS = ("_", ".")  # _SUCCESS, _metadata, .crc files in shard directories
+_PEEK = 1 << 16
+
+
+@dataclass
+class Source:
+    """One input file (or stdin) and how to read it."""
+
+    path: str  # "-" for stdin
+    format: str  # "csv" or "parquet"
+    compression: str | None = None
+    delimiter: str = ","
+    header: bool = True
+    _stdin_bytes: bytes | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return "<stdin>" if self.path == "-" else self.path
+
+    @property
+    def size(self) -> int | None:
+        """Bytes on disk, for progress; None for stdin."""
+        return None if self.path == "-" else os.path.getsize(self.path)
+
+
+# --------------------------------------------------------------------------
+# Finding inputs
+# --------------------------------------------------------------------------
+
+
+def _has_magic(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Expand globs and directories (sorted); ``-`` stands for stdin."""
+    out: list[str] = []
+    for p in paths:
+        if p == "-":
+            out.append(p)
+        elif os.path.isdir(p):
+            found = sorted(
+                os.path.join(root, f)
+                for root, dirs, files in os.walk(p)
+                for f in files
+                if not f.startswith(_SKIP_IN_DIRS) and _known_extension(f)
+            )
+            if not found:
+                raise InputError(f"{p}: directory holds no CSV, TSV or Parquet file")
+            out.extend(found)
+        elif _has_magic(p) and not os.path.exists(p):
+            found = sorted(f for f in glob.glob(p, recursive=True) if os.path.isfile(f))
+            if not found:
+                raise InputError(f"{p}: no file matches this pattern")
+            out.extend(found)
+        elif not os.path.exists(p):
+            raise InputError(f"{p}: no such file")
+        else:
+            out.append(p)
+    if out.count("-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    return out
+
+
+def _split_ext(path: str) -> tuple[str, str | None]:
+    base, ext = os.path.splitext(path.lower())
+    if ext in COMPRESSION_EXT:
+        return os.path.splitext(base)[1], COMPRESSION_EXT[ext]
+    return ext, None
+
+
+def _known_extension(path: str) -> bool:
+    ext, _ = _split_ext(path)
+    return ext in CSV_EXT or ext in PARQUET_EXT
+
+
+def _sniff(head: bytes) -> tuple[str | None, str | None]:
+    """(format, compression) from a file's first bytes."""
+    for magic, kind in MAGIC.items():
+        if head.startswith(magic):
+            return ("parquet", None) if kind == "parquet" else (None, kind)
+    return None, None
+
+
+def open_source(path: str, input_format: str | None = None, delimiter: str | None = None,
+                header: bool = True) -> Source:
+    """Decide how to read ``path`` (extension, then magic bytes, then CSV)."""
+    stdin_bytes = None
+    if path == "-":
+        ext, comp = "", None
+        stdin_bytes = _read_stdin()
+        head = stdin_bytes[:4]
+    else:
+        ext, comp = _split_ext(path)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+        except OSError as e:
+            raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    sniffed_fmt, sniffed_comp = _sniff(head)
+    comp = comp or sniffed_comp
+    fmt = input_format
+    if fmt is None:
+        if ext in PARQUET_EXT or sniffed_fmt == "parquet":
+            fmt = "parquet"
+        else:
+            fmt = "tsv" if CSV_EXT.get(ext) == "\t" else "csv"
+    if fmt == "tsv":
+        fmt, default_delim = "csv", "\t"
+    else:
+        default_delim = CSV_EXT.get(ext, ",")
+    if fmt == "parquet" and comp:
+        raise InputError(f"{path}: a compressed Parquet file is not supported "
+                         "(Parquet compresses its pages itself)")
+    return Source(path, fmt, comp, delimiter or default_delim, header, stdin_bytes)
+
+
+def _read_stdin() -> bytes:
+    # stdin cannot be reopened or sought, so it is read once; the data is
+    # streamed from memory.  (Use a file path for inputs larger than memory.)
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise InputError("<stdin>: empty input")
+    return data
+
+
+# --------------------------------------------------------------------------
+# Column selection: NAME, 1-based INDEX, GLOB, RANGE a:b, comma lists
+# --------------------------------------------------------------------------
+
+
+def select_columns(spec: str, available: list[str], what: str = "column") -> list[str]:
+    """Resolve a column spec against the file's columns, in file order for globs/ranges."""
+    out: list[str] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item in available:
+            out.append(item)
+        elif ":" in item:
+            a, b = item.split(":", 1)
+            i, j = _position(a, available, what, item), _position(b, available, what, item)
+            if i > j:
+                raise UsageError(f"{what} range {item!r} runs backwards")
+            out.extend(available[i:j + 1])
+        elif _has_magic(item):
+            matched = [c for c in available if fnmatch.fnmatchcase(c, item)]
+            if not matched:
+                raise UsageError(f"no {what} matches {item!r}; {_listing(available)}")
+            out.extend(matched)
+        else:
+            out.append(available[_position(item, available, what, item)])
+    if not out:
+        raise UsageError(f"empty {what} selection {spec!r}")
+    dup = {c for c in out if out.count(c) > 1}
+    if dup:
+        raise UsageError(f"{what} selection {spec!r} names {', '.join(sorted(dup))} twice")
+    return out
+
+
+def _position(token: str, available: list[str], what: str, item: str) -> int:
+    token = token.strip()
+    if token in available:
+        return available.index(token)
+    if token.isdigit():
+        i = int(token)
+        if 1 <= i <= len(available):
+            return i - 1
+        raise UsageError(f"{what} {token} is out of range: the file has {len(available)} columns "
+                         "(indexes are 1-based)")
+    close = difflib.get_close_matches(token, available, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UsageError(f"no {what} named {token!r}.{hint} {_listing(available)}")
+
+
+def _listing(available: list[str]) -> str:
+    shown = ", ".join(available[:40]) + (" ..." if len(available) > 40 else "")
+    return f"Available columns: {shown}"
+
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+
+
+class Reader:
+    """Streams record batches of selected columns from one source."""
+
+    def __init__(self, source: Source, batch_rows: int = 1 << 16) -> None:
+        self.source = source
+        self.batch_rows = batch_rows
+        self._pf: pq.ParquetFile | None = None
+        self.columns = self._columns()
+
+    # -- schema --------------------------------------------------------------
+
+    def _raw(self) -> pa.NativeFile:
+        s = self.source
+        f: pa.NativeFile
+        if s._stdin_bytes is not None:
+            f = pa.BufferReader(s._stdin_bytes)
+        else:
+            f = pa.memory_map(s.path) if s.compression is None else pa.OSFile(s.path)
+        return pa.CompressedInputStream(f, s.compression) if s.compression else f
+
+    def _columns(self) -> list[str]:
+        s = self.source
+        try:
+            if s.format == "parquet":
+                self._pf = pq.ParquetFile(self._raw())
+                return list(self._pf.schema_arrow.names)
+            with self._raw() as f:
+                head = f.read(_PEEK)
+        except (pa.ArrowException, OSError) as e:
+            raise InputError(f"{s.name}: cannot read as {s.format}: {_short(e)}") from None
+        if not head.strip():
+            raise InputError(f"{s.name}: empty input")
+        text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+        first = text.splitlines()[0] if text.splitlines() else ""
+        fields = next(csv.reader([first], delimiter=s.delimiter), [])
+        if not s.header:
+            return [str(i + 1) for i in range(len(fields))]
+        return [f.strip() for f in fields]
+
+    @property
+    def parquet_types(self) -> dict[str, pa.DataType]:
+        return {f.name: f.type for f in self._pf.schema_arrow} if self._pf else {}
+
+    @property
+    def row_groups(self) -> int:
+        return self._pf.num_row_groups if self._pf else 0
+
+    # -- batches -------------------------------------------------------------
+
+    def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        """Yield record batches holding ``columns`` (CSV values parsed as float64)."""
+        s = self.source
+        if s.format == "parquet":
+            assert self._pf is not None
+            yield from self._pf.iter_batches(batch_size=self.batch_rows, columns=columns,
+                                             use_threads=True)
+            return
+        reader = self._open_csv(columns, {c: pa.float64() for c in columns})
+        try:
+            yield from reader
+        except pa.ArrowInvalid as e:
+            if "conversion error" in str(e):
+                self._locate_bad_value(columns)
+            raise InputError(f"{s.name}: cannot parse CSV: {_short(e)}") from None
+
+    def _open_csv(self, columns: list[str], types: dict[str, pa.DataType]) -> pacsv.CSVStreamingReader:
+        s = self.source
+        read = pacsv.ReadOptions(block_size=1 << 20, use_threads=True,
+                                 column_names=None if s.header else self.columns)
+        parse = pacsv.ParseOptions(delimiter=s.delimiter)
+        convert = pacsv.ConvertOptions(include_columns=columns, column_types=types,
+                                       strings_can_be_null=True)
+        try:
+            return pacsv.open_csv(self._raw(), read_options=read, parse_options=parse,
+                                  convert_options=convert)
+        except pa.ArrowInvalid as e:
+            if "conversion error" in str(e):
+                self._locate_bad_value(columns)
+            raise InputError(f"{s.name}: cannot parse CSV: {_short(e)}") from None
+
+    def _locate_bad_value(self, columns: list[str]) -> None:
+        """Rescan as text to name the row, column and value that is not a number."""
+        from .errors import InvalidInput
+
+        reader = self._open_csv(columns, {c: pa.string() for c in columns})
+        row = 0
+        for batch in reader:
+            for name in columns:
+                col = batch.column(name)
+                try:
+                    col.cast(pa.float64())
+                    continue
+                except pa.ArrowInvalid:
+                    pass
+                for i, v in enumerate(col.to_pylist()):
+                    if v is None:
+                        continue
+                    try:
+                        float(v)
+                    except ValueError:
+                        raise InvalidInput("not a number", row + i, "", v, column=name,
+                                           source=self.source.name, line=row + i + 1) from None
+            row += batch.num_rows
+
+
+def _short(e: Exception) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:300]
+
