@@ -188,8 +188,9 @@ def losses_cmd(fmt: str | None, debug: bool) -> None:
         click.echo("| loss | aliases | task | params | label | prediction | formula |")
         click.echo("|---|---|---|---|---|---|---|")
         for r in rows:
+            formula = r["formula"].replace("|", "\\|")
             click.echo(f"| `{r['name']}` | {', '.join(r['aliases'])} | {r['task']} | {params(r)} "
-                       f"| {r['label']} | {r['prediction']} | `{r['formula']}` |")
+                       f"| {r['label']} | {r['prediction']} | `{formula}` |")
         return
     from rich.console import Console
     from rich.table import Table
