@@ -269,11 +269,17 @@ class EvalState:
                 checks.setdefault((id(c), tuple(sorted(loss.params.items()))), (c, loss.params))
         self._checks = list(checks.values())
         self._class_index = _needs_class_index(self.losses, label_width)
+        self._on_diff = any(l.definition.on_diff for l in self._kernels.values())
 
     # -- update -------------------------------------------------------------
 
-    def update(self, y: Any, p: Any, w: Any = None) -> None:
-        """Add one chunk of rows."""
+    def update(self, y: Any, p: Any, w: Any = None, first_row: int | None = None) -> None:
+        """Add one chunk of rows.
+
+        ``first_row`` is the chunk's row index in the stream (for error
+        messages), by default the number of rows this state has seen; give it
+        when chunks of one stream are spread over several states.
+        """
         y = _as_float(y, "label", self.label_width)
         p = _as_float(p, "prediction", self.pred_width)
         if len(y) != len(p):
@@ -287,7 +293,7 @@ class EvalState:
         elif w is not None:
             raise UsageError("this state is unweighted: create it with weighted=True")
         n = len(y)
-        offset = self.rows_seen
+        offset = self.rows_seen if first_row is None else first_row
         rows = None
         # a weight of +-inf is never "missing": it is always an input error
         if w is not None and not _all_finite(w) and np.isinf(w).any():
@@ -333,8 +339,9 @@ class EvalState:
             for start in range(0, n, step):
                 ys, ps = y[start:start + step], p[start:start + step]
                 ws = w[start:start + step] if w is not None else None
+                d = ys - ps if self._on_diff else None
                 for key, loss in self._kernels.items():
-                    values = loss.per_row(ys, ps)
+                    values = loss.per_row(ys, ps, d)
                     if ws is not None:
                         values = values * ws
                     self.sums[key].add(values)
@@ -345,6 +352,10 @@ class EvalState:
         self.rows += n
 
     # -- merge / result -----------------------------------------------------
+
+    def empty_copy(self) -> EvalState:
+        """A new, empty state of the same definition (for parallel workers and shards)."""
+        return EvalState(self.losses, self.label_width, self.pred_width, self.weighted, self.nan)
 
     def signature(self) -> dict:
         """What two states must share to be merged."""

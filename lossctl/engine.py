@@ -6,8 +6,12 @@ terminal; the CLI renders what it returns.
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +38,7 @@ class Request:
     input_format: str | None = None
     delimiter: str | None = None
     header: bool = True
+    threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
 
 
 @dataclass
@@ -156,25 +161,95 @@ def _pieces(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
         yield batch.slice(start, rows)
 
 
+class _Pool:
+    """Chunks spread over worker threads, each feeding its own EvalState.
+
+    The states are merged at the end; sums are exact, so the result is the
+    same bits as one state fed in order.  At most ``2 * threads`` chunks are
+    in flight (bounded memory), and they are collected in submission order,
+    so the first failing chunk in the stream is the one reported.
+    """
+
+    def __init__(self, first: EvalState, threads: int) -> None:
+        self.states = [first] + [first.empty_copy() for _ in range(max(0, threads - 1))]
+        self.free: SimpleQueue[EvalState] = SimpleQueue()
+        for st in self.states:
+            self.free.put(st)
+        self.executor = ThreadPoolExecutor(threads) if threads > 1 else None
+        self.pending: deque[Future] = deque()
+        self.limit = 2 * threads
+
+    def _run(self, y: np.ndarray, p: np.ndarray, w: np.ndarray | None, first_row: int) -> None:
+        st = self.free.get()
+        try:
+            st.update(y, p, w, first_row=first_row)
+        finally:
+            self.free.put(st)
+
+    def submit(self, y: np.ndarray, p: np.ndarray, w: np.ndarray | None, first_row: int) -> None:
+        if self.executor is None:
+            self._run(y, p, w, first_row)
+            return
+        self.pending.append(self.executor.submit(self._run, y, p, w, first_row))
+        while len(self.pending) >= self.limit:
+            self.pending.popleft().result()
+
+    def drain(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+    def abort(self) -> None:
+        """Stop after an error: drop pending chunks (their errors come later in the stream)."""
+        for f in self.pending:
+            f.cancel()
+        self.pending.clear()
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+
+    def close(self) -> EvalState:
+        """Wait for every chunk and merge the workers' states."""
+        self.drain()
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+        merged = self.states[0]
+        for st in self.states[1:]:
+            merged.merge(st)
+        return merged
+
+
 class Evaluation:
-    """One pass over the inputs of a request, feeding an :class:`EvalState`."""
+    """One pass over the inputs of a request, feeding exact states."""
 
     def __init__(self, req: Request, progress: Progress | None = None) -> None:
         if req.chunk_rows < 1:
             raise UsageError("--chunk-size must be at least 1 row")
         self.req = req
         self.progress = progress
+        if req.losses:  # catch unknown names and bad parameters before reading anything
+            parse_loss_list(req.losses)
         paths = expand_paths(req.paths)
         self.sources: list[Source] = [
             open_source(p, req.input_format, req.delimiter, req.header) for p in paths
         ]
-        if req.losses:  # catch unknown names and bad parameters before reading anything
-            parse_loss_list(req.losses)
-        self.state: EvalState | None = None
+        self.pool: _Pool | None = None
         self.columns: Columns | None = None
+        self.rows = 0  # rows handed out so far: the next chunk's first row
         self.chosen = not req.losses
 
     def run(self) -> Report:
+        try:
+            self._read_all()
+        except BaseException:
+            if self.pool:
+                self.pool.abort()
+            raise
+        state = self.pool.close() if self.pool else None
+        if state is None or self.columns is None:
+            raise InputError("no rows to evaluate: the input is empty")
+        return Report(state.result(), state, [s.name for s in self.sources], self.columns,
+                      self.chosen)
+
+    def _read_all(self) -> None:
         total = sum(s.size or 0 for s in self.sources)
         done = 0
         for source in self.sources:
@@ -186,22 +261,20 @@ class Evaluation:
                                                            self.columns.weight):
                 raise UsageError(f"{source.name}: columns {cols.needed} differ from the first "
                                  f"input's {self.columns.needed}")
-            start = self.state.rows_seen if self.state else 0
+            start = self.rows
             try:
-                self._read(reader, cols)
+                for _ in self._read(reader, cols):
+                    if self.progress:
+                        self.progress(done + reader.bytes_done(), total)
+                if self.pool:  # errors of this file must be raised while we know the file
+                    self.pool.drain()
             except InvalidInput as e:
                 self._locate(e, source, cols, start)
                 raise
             done += source.size or 0
-            if self.progress:
-                self.progress(done, total)
-        if self.state is None or self.columns is None:
-            raise InputError("no rows to evaluate: the input is empty")
-        return Report(self.state.result(), self.state, [s.name for s in self.sources],
-                      self.columns, self.chosen)
 
     def _locate(self, e: InvalidInput, source: Source, cols: Columns, start: int) -> None:
-        """Turn a stream row into the file, data row, line and column name."""
+        """Turn a stream row into the file, data row and column name."""
         if e.source is None:
             e.source = source.name
             e.row -= start
@@ -212,7 +285,7 @@ class Evaluation:
             e.role = cols.role_of(e.column)
         e.args = (str(e),)
 
-    def _read(self, reader: Reader, cols: Columns) -> None:
+    def _read(self, reader: Reader, cols: Columns) -> Iterator[None]:
         for batch in reader.batches(cols.needed):
             for piece in _pieces(batch, self.req.chunk_rows):
                 if piece.num_rows == 0:
@@ -220,9 +293,11 @@ class Evaluation:
                 y = _role_array(piece, cols.label)
                 p = _role_array(piece, cols.pred)
                 w = _column_array(piece, cols.weight) if cols.weight else None
-                if self.state is None:
-                    self.state = self._new_state(cols, y, p)
-                self.state.update(y, p, w)
+                if self.pool is None:
+                    self.pool = _Pool(self._new_state(cols, y, p), self.req.threads)
+                self.pool.submit(y, p, w, self.rows)
+                self.rows += piece.num_rows
+            yield
 
     def _new_state(self, cols: Columns, y: np.ndarray, p: np.ndarray) -> EvalState:
         label_width = 1 if y.ndim == 1 else y.shape[1]

@@ -66,32 +66,34 @@ def _one_hot_take(values: Array, labels: Array) -> Array:
 # --------------------------------------------------------------------------
 
 
-def squared_error(y: Array, p: Array) -> Array:
+# Regression kernels of the difference only take ``d = y - p`` (computed once
+# per chunk for all of them).
+
+
+def squared_error(d: Array) -> Array:
     """``(y - p)^2``."""
-    d = y - p
     return d * d
 
 
-def absolute_error(y: Array, p: Array) -> Array:
+def absolute_error(d: Array) -> Array:
     """``|y - p|``."""
-    return np.abs(y - p)
+    return np.abs(d)
 
 
-def huber(y: Array, p: Array, delta: float) -> Array:
+def huber(d: Array, delta: float) -> Array:
     """``0.5 d^2`` if ``|d| <= delta`` else ``delta (|d| - 0.5 delta)``, ``d = y - p``."""
-    d = y - p
     a = np.abs(d)
     return np.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
 
 
-def log_cosh(y: Array, p: Array) -> Array:
+def log_cosh(d: Array) -> Array:
     """``ln cosh(d)`` as ``|d| + log1p(exp(-2|d|)) - ln 2``, ``d = y - p``.
 
     For ``|d| < 1`` that form cancels, so there the identity
     ``ln cosh a = log1p(2 sinh(a/2)^2)`` is used instead (same value, full
     relative accuracy down to the smallest ``d``).
     """
-    a = np.abs(y - p)
+    a = np.abs(d)
     with np.errstate(over="ignore"):
         big = a + np.log1p(np.exp(-2.0 * a)) - LN2
         s = np.sinh(0.5 * a)
@@ -99,9 +101,8 @@ def log_cosh(y: Array, p: Array) -> Array:
     return np.where(a < 1.0, small, big)
 
 
-def quantile(y: Array, p: Array, q: float) -> Array:
+def quantile(d: Array, q: float) -> Array:
     """Pinball loss ``max(q d, (q - 1) d)``, ``d = y - p``."""
-    d = y - p
     return np.maximum(q * d, (q - 1.0) * d)
 
 
@@ -324,6 +325,7 @@ class LossDef:
     checks: tuple[Check, ...] = ()
     finish: Callable[[float], float] | None = None  # applied to the weighted mean (rmse)
     shares_rows_with: str | None = None  # another loss whose per-row values this one reuses
+    on_diff: bool = False  # the kernel takes d = y - p instead of (y, p)
     higher_is_better: bool = False
     doc: str = ""
 
@@ -338,18 +340,19 @@ _eps = Param("eps", float, EPS, "probability clip", lambda v: 0 <= v < 0.5, "in 
 
 CATALOGUE: tuple[LossDef, ...] = (
     LossDef("mse", "regression", squared_error, "(y - p)^2", "value", "value",
-            doc="mean squared error"),
+            on_diff=True, doc="mean squared error"),
     LossDef("rmse", "regression", squared_error, "sqrt(mean of (y - p)^2)", "value", "value",
-            finish=math.sqrt, shares_rows_with="mse", doc="root of the weighted mse over all rows"),
+            finish=math.sqrt, shares_rows_with="mse", on_diff=True,
+            doc="root of the weighted mse over all rows"),
     LossDef("mae", "regression", absolute_error, "|y - p|", "value", "value",
-            aliases=("mad", "l1"), doc="mean absolute error"),
+            aliases=("mad", "l1"), on_diff=True, doc="mean absolute error"),
     LossDef("huber", "regression", huber,
             "0.5 d^2 if |d| <= delta else delta (|d| - 0.5 delta), d = y - p", "value", "value",
-            params=(_delta,), doc="quadratic near zero, linear beyond delta"),
+            params=(_delta,), on_diff=True, doc="quadratic near zero, linear beyond delta"),
     LossDef("log_cosh", "regression", log_cosh, "ln cosh(y - p)", "value", "value",
-            doc="smooth, like mse near zero and mae far away"),
+            on_diff=True, doc="smooth, like mse near zero and mae far away"),
     LossDef("quantile", "regression", quantile, "max(q d, (q - 1) d), d = y - p", "value", "value",
-            aliases=("pinball",), params=(_q,), doc="pinball loss of the q-quantile"),
+            aliases=("pinball",), params=(_q,), on_diff=True, doc="pinball loss of the q-quantile"),
     LossDef("poisson", "regression", poisson, "p - y ln p  (log_input: exp(p) - y p)",
             "value", "value",
             params=(Param("log_input", bool, False, "prediction is the log rate"),),
@@ -427,8 +430,10 @@ class Loss:
         """Losses with equal ``rows_key`` share per-row values (mse and rmse)."""
         return (self.definition.row_kernel_name, tuple(sorted(self.params.items())))
 
-    def per_row(self, y: Array, p: Array) -> Array:
-        """Per-row losses of one chunk (no validation)."""
+    def per_row(self, y: Array, p: Array, d: Array | None = None) -> Array:
+        """Per-row losses of one chunk (no validation); ``d`` is ``y - p`` if already known."""
+        if self.definition.on_diff:
+            return self.definition.kernel(y - p if d is None else d, **self.params)
         return self.definition.kernel(y, p, **self.params)
 
     def finish(self, mean: float) -> float:

@@ -218,7 +218,20 @@ class Reader:
         self.source = source
         self.batch_rows = batch_rows
         self._pf: pq.ParquetFile | None = None
+        self._file: pa.NativeFile | None = None  # the raw file being read, for progress
+        self._rows_done = 0
         self.columns = self._columns()
+
+    def bytes_done(self) -> int:
+        """How far into the file the reading is, in bytes on disk (for progress bars)."""
+        size = self.source.size or 0
+        if self._pf is not None:
+            total = self._pf.metadata.num_rows or 1
+            return int(size * min(1.0, self._rows_done / total))
+        try:
+            return min(size, self._file.tell()) if self._file is not None else 0
+        except (OSError, ValueError):
+            return 0
 
     # -- schema --------------------------------------------------------------
 
@@ -229,6 +242,7 @@ class Reader:
             f = pa.BufferReader(s._stdin_bytes)
         else:
             f = pa.memory_map(s.path) if s.compression is None else pa.OSFile(s.path)
+        self._file = f
         return pa.CompressedInputStream(f, s.compression) if s.compression else f
 
     def _columns(self) -> list[str]:
@@ -265,8 +279,10 @@ class Reader:
         s = self.source
         if s.format == "parquet":
             assert self._pf is not None
-            yield from self._pf.iter_batches(batch_size=self.batch_rows, columns=columns,
-                                             use_threads=True)
+            for batch in self._pf.iter_batches(batch_size=self.batch_rows, columns=columns,
+                                               use_threads=True):
+                self._rows_done += batch.num_rows
+                yield batch
             return
         reader = self._open_csv(columns, {c: pa.float64() for c in columns})
         try:
