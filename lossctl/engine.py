@@ -245,7 +245,8 @@ class Evaluation:
             raise
         state = self.pool.close() if self.pool else None
         if state is None or self.columns is None:
-            raise InputError("no rows to evaluate: the input is empty")
+            names = ", ".join(s.name for s in self.sources)
+            raise InputError(f"{names}: no data rows to evaluate (the input is empty)")
         return Report(state.result(), state, [s.name for s in self.sources], self.columns,
                       self.chosen)
 

@@ -13,7 +13,9 @@ import fnmatch
 import glob
 import os
 import sys
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -28,6 +30,7 @@ COMPRESSION_EXT = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zst
 MAGIC = {b"PAR1": "parquet", b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 _SKIP_IN_DIRS = ("_", ".")  # _SUCCESS, _metadata, .crc files in shard directories
 _PEEK = 1 << 16
+CSV_BLOCK = 4 << 20  # bytes per CSV block parsed on one thread
 
 
 @dataclass
@@ -275,7 +278,7 @@ class Reader:
     # -- batches -------------------------------------------------------------
 
     def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
-        """Yield record batches holding ``columns`` (CSV values parsed as float64)."""
+        """Yield record batches holding ``columns`` (CSV values parsed as float64), in file order."""
         s = self.source
         if s.format == "parquet":
             assert self._pf is not None
@@ -284,52 +287,140 @@ class Reader:
                 self._rows_done += batch.num_rows
                 yield batch
             return
-        reader = self._open_csv(columns, {c: pa.float64() for c in columns})
-        try:
-            yield from reader
-        except pa.ArrowInvalid as e:
-            if "conversion error" in str(e):
-                self._locate_bad_value(columns)
-            raise InputError(f"{s.name}: cannot parse CSV: {_short(e)}") from None
+        yield from self._csv_batches(columns)
 
-    def _open_csv(self, columns: list[str], types: dict[str, pa.DataType]) -> pacsv.CSVStreamingReader:
-        s = self.source
-        read = pacsv.ReadOptions(block_size=1 << 20, use_threads=True,
-                                 column_names=None if s.header else self.columns)
-        parse = pacsv.ParseOptions(delimiter=s.delimiter)
-        convert = pacsv.ConvertOptions(include_columns=columns, column_types=types,
+    # -- CSV: newline-aligned blocks parsed in parallel -----------------------
+
+    def _csv_options(self, columns: list[str], types: pa.DataType,
+                     quoted: bool) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
+        read = pacsv.ReadOptions(column_names=self.columns, use_threads=False,
+                                 block_size=CSV_BLOCK * 2)
+        parse = pacsv.ParseOptions(delimiter=self.source.delimiter, newlines_in_values=quoted)
+        convert = pacsv.ConvertOptions(include_columns=columns,
+                                       column_types={c: types for c in columns},
                                        strings_can_be_null=True)
+        return read, parse, convert
+
+    def _blocks(self) -> Iterator[bytes]:
+        """The data (header skipped) in blocks that end on a record boundary."""
+        f = self._raw()
         try:
-            return pacsv.open_csv(self._raw(), read_options=read, parse_options=parse,
-                                  convert_options=convert)
+            carry = b""
+            first = True
+            while True:
+                chunk = f.read(CSV_BLOCK)
+                if first and not carry and chunk.startswith(b"\xef\xbb\xbf"):
+                    chunk = chunk[3:]  # a UTF-8 byte-order mark
+                data = carry + chunk if carry else chunk
+                if first and self.source.header:
+                    cut = _first_record_end(data)
+                    if cut < 0 and chunk:
+                        carry = data
+                        continue
+                    data = data[cut + 1:] if cut >= 0 else b""
+                first = False
+                if not chunk:
+                    if data.strip():
+                        yield data
+                    return
+                cut = _record_end(data, len(data))
+                if cut < 0:
+                    carry = data
+                    continue
+                carry = data[cut + 1:]
+                yield data[:cut + 1]
+        finally:
+            f.close()
+
+    def _parse_block(self, block: bytes, columns: list[str]) -> pa.Table:
+        quoted = b'"' in block
+        read, parse, convert = self._csv_options(columns, pa.float64(), quoted)
+        return pacsv.read_csv(pa.py_buffer(block), read_options=read, parse_options=parse,
+                              convert_options=convert)
+
+    def _csv_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        threads = min(4, os.cpu_count() or 1)
+        pending: deque[tuple[bytes, Future]] = deque()
+        rows = 0
+        with ThreadPoolExecutor(threads) as pool:
+            blocks = self._blocks()
+            try:
+                for block in blocks:
+                    pending.append((block, pool.submit(self._parse_block, block, columns)))
+                    while len(pending) > threads + 1:
+                        rows = yield from self._collect(pending, columns, rows)
+                while pending:
+                    rows = yield from self._collect(pending, columns, rows)
+            except (pa.ArrowException, OSError) as e:
+                raise InputError(f"{self.source.name}: cannot read as CSV: {_short(e)}") from None
+            finally:
+                for _, fut in pending:
+                    fut.cancel()
+                blocks.close()
+
+    def _collect(self, pending: deque, columns: list[str], rows: int) -> Iterator[pa.RecordBatch]:
+        block, fut = pending.popleft()
+        try:
+            table = fut.result()
         except pa.ArrowInvalid as e:
             if "conversion error" in str(e):
-                self._locate_bad_value(columns)
-            raise InputError(f"{s.name}: cannot parse CSV: {_short(e)}") from None
+                self._locate_bad_value(block, columns, rows)
+            raise InputError(f"{self.source.name}: cannot parse CSV near row {rows + 1}: "
+                             f"{_short(e)}") from None
+        yield from table.to_batches()
+        return rows + table.num_rows
 
-    def _locate_bad_value(self, columns: list[str]) -> None:
-        """Rescan as text to name the row, column and value that is not a number."""
+    def _locate_bad_value(self, block: bytes, columns: list[str], first_row: int) -> None:
+        """Re-parse a failing block as text to name the row, column and value that is not a number."""
         from .errors import InvalidInput
 
-        reader = self._open_csv(columns, {c: pa.string() for c in columns})
-        row = 0
-        for batch in reader:
-            for name in columns:
-                col = batch.column(name)
-                try:
-                    col.cast(pa.float64())
+        read, parse, convert = self._csv_options(columns, pa.string(), b'"' in block)
+        table = pacsv.read_csv(pa.py_buffer(block), read_options=read, parse_options=parse,
+                               convert_options=convert)
+        best: tuple[int, str, str] | None = None
+        for name in columns:
+            col = table.column(name)
+            try:
+                col.cast(pa.float64())
+                continue
+            except pa.ArrowInvalid:
+                pass
+            for i, v in enumerate(col.to_pylist()):
+                if v is None:
                     continue
-                except pa.ArrowInvalid:
-                    pass
-                for i, v in enumerate(col.to_pylist()):
-                    if v is None:
-                        continue
-                    try:
-                        float(v)
-                    except ValueError:
-                        raise InvalidInput("not a number", row + i, "", v, column=name,
-                                           source=self.source.name, line=row + i + 1) from None
-            row += batch.num_rows
+                try:
+                    float(v)
+                except ValueError:
+                    if best is None or i < best[0]:
+                        best = (i, name, v)
+                    break
+        if best is not None:
+            i, name, v = best
+            raise InvalidInput("not a number", first_row + i, "", v, column=name,
+                               source=self.source.name, line=first_row + i + 1)
+
+
+def _first_record_end(data: bytes) -> int:
+    """Index of the first newline outside quotes (the end of the header), or -1."""
+    cut = data.find(b"\n")
+    while cut >= 0 and data.count(b'"', 0, cut) % 2:
+        cut = data.find(b"\n", cut + 1)
+    return cut
+
+
+def _record_end(data: bytes, end: int) -> int:
+    """Index of the last newline before ``end`` that is outside quotes, or -1.
+
+    ``data`` starts on a record boundary, so a newline is outside quotes when
+    the number of quote characters before it is even (RFC 4180 doubles quotes
+    inside quoted fields, which keeps the parity).
+    """
+    cut = data.rfind(b"\n", 0, end)
+    if cut < 0 or b'"' not in data:
+        return cut
+    while cut >= 0 and data.count(b'"', 0, cut) % 2:
+        cut = data.rfind(b"\n", 0, cut)
+    return cut
 
 
 def _short(e: Exception) -> str:
