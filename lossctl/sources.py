@@ -244,7 +244,8 @@ class Reader:
         if s._stdin_bytes is not None:
             f = pa.BufferReader(s._stdin_bytes)
         else:
-            f = pa.memory_map(s.path) if s.compression is None else pa.OSFile(s.path)
+            # plain reads, not a memory map: mapped pages would count as our memory
+            f = pa.OSFile(s.path)
         self._file = f
         return pa.CompressedInputStream(f, s.compression) if s.compression else f
 
