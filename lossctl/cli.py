@@ -68,6 +68,24 @@ def cli() -> None:
     """
 
 
+def _tune_allocator() -> None:
+    """Let glibc reuse freed chunk buffers instead of mapping fresh pages for each.
+
+    NumPy temporaries of a chunk are ~0.5 MB; above glibc's default 128 KB
+    mmap threshold each is mapped and unmapped, and every page faults again:
+    that costs ~30% of the arithmetic.  Done by the command, never on import.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 64 << 20)
+    except (OSError, AttributeError):  # not glibc: keep the defaults
+        pass
+
+
 def _stdout_is_tty() -> bool:
     return sys.stdout.isatty()
 
@@ -125,6 +143,7 @@ def eval_cmd(files: tuple[str, ...], label: str, pred: str, losses: tuple[str, .
         nan=nan, chunk_rows=chunk_size or DEFAULT_CHUNK_ROWS, input_format=input_format,
         delimiter=delimiter, header=not no_header,
     )
+    _tune_allocator()
     show_progress = sys.stderr.isatty() if progress is None else progress
     if show_progress:
         report = _with_progress(req)

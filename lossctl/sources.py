@@ -293,10 +293,12 @@ class Reader:
     # -- CSV: newline-aligned blocks parsed in parallel -----------------------
 
     def _csv_options(self, columns: list[str], types: pa.DataType,
-                     quoted: bool) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
+                     block: bytes) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
+        # one pyarrow block per block of ours: it already ends on a record boundary
         read = pacsv.ReadOptions(column_names=self.columns, use_threads=False,
-                                 block_size=CSV_BLOCK * 2)
-        parse = pacsv.ParseOptions(delimiter=self.source.delimiter, newlines_in_values=quoted)
+                                 block_size=max(1 << 20, len(block) + 1))
+        parse = pacsv.ParseOptions(delimiter=self.source.delimiter,
+                                   newlines_in_values=b'"' in block)
         convert = pacsv.ConvertOptions(include_columns=columns,
                                        column_types={c: types for c in columns},
                                        strings_can_be_null=True)
@@ -334,8 +336,7 @@ class Reader:
             f.close()
 
     def _parse_block(self, block: bytes, columns: list[str]) -> pa.Table:
-        quoted = b'"' in block
-        read, parse, convert = self._csv_options(columns, pa.float64(), quoted)
+        read, parse, convert = self._csv_options(columns, pa.float64(), block)
         return pacsv.read_csv(pa.py_buffer(block), read_options=read, parse_options=parse,
                               convert_options=convert)
 
@@ -375,7 +376,7 @@ class Reader:
         """Re-parse a failing block as text to name the row, column and value that is not a number."""
         from .errors import InvalidInput
 
-        read, parse, convert = self._csv_options(columns, pa.string(), b'"' in block)
+        read, parse, convert = self._csv_options(columns, pa.string(), block)
         table = pacsv.read_csv(pa.py_buffer(block), read_options=read, parse_options=parse,
                                convert_options=convert)
         best: tuple[int, str, str] | None = None
