@@ -1,0 +1,696 @@
+#!/usr/bin/env python3
+"""Benchmark ``lossctl eval`` against polars, DuckDB, pandas+scikit-learn and a
+naive pyarrow loop.
+
+Generates deterministic data files (CSV + Parquet regression, Parquet
+multiclass) in a temporary directory, runs every tool in its own subprocess
+(wall time and the child's peak RSS via ``os.wait4``), prints a table and checks
+that all tools agree with a near-exact ``math.fsum`` reference.
+
+The driver uses only the standard library, numpy and pyarrow; the peers live in
+``bench/peers.py`` and import their libraries in their own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+PEERS_SCRIPT = HERE / "peers.py"
+
+TOOLS = ("lossctl", "polars", "duckdb", "pandas", "naive")
+TASKS = ("csv", "parquet", "multiclass", "startup")
+TOOL_LABELS = {"pandas": "pandas+sklearn", "naive": "naive pyarrow"}
+# Modules a peer needs; the driver only looks them up, it never imports them.
+PEER_MODULES = {
+    "polars": ["polars"],
+    "duckdb": ["duckdb"],
+    "pandas": ["pandas", "sklearn", "scipy"],
+    "naive": ["pyarrow", "numpy"],
+}
+REGRESSION_METRICS = ("mse", "rmse", "mae")
+MULTICLASS_METRICS = ("sparse_softmax_ce",)
+
+GENERATOR_VERSION = 1  # bump when the generated data changes (invalidates --keep)
+BATCH_ROWS = 1_000_000  # generation batch == Parquet row group
+N_CLASSES = 10
+SEGMENTS = [f"s{k:02d}" for k in range(16)]
+STARTUP_RUNS = 10
+REL_TOL = 1e-12
+
+
+# --- data generation ----------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    """Generated files of one kind plus reference values computed while writing."""
+
+    rows: int
+    files: dict[str, str]
+    reference: dict[str, float]
+
+
+class FsumMean:
+    """Mean of float64 terms via math.fsum per chunk (error ~1 ulp per chunk)."""
+
+    def __init__(self) -> None:
+        self.partials: list[float] = []
+        self.count = 0
+
+    def add(self, terms: np.ndarray) -> None:
+        """Add a chunk of terms."""
+        self.partials.append(math.fsum(terms.tolist()))
+        self.count += terms.size
+
+    def mean(self) -> float:
+        """Return the mean of all terms added so far."""
+        return math.fsum(self.partials) / self.count
+
+
+def _batches(rows: int) -> Iterator[tuple[int, int, int]]:
+    """Yield (index, start, length) of the generation batches."""
+    for index, start in enumerate(range(0, rows, BATCH_ROWS)):
+        yield index, start, min(BATCH_ROWS, rows - start)
+
+
+def regression_batch(seed: int, index: int, start: int, n: int) -> pa.RecordBatch:
+    """One deterministic batch of id, segment, y, p, w."""
+    rng = np.random.default_rng([seed, 0, index])
+    y = rng.normal(100.0, 25.0, n)
+    p = y + rng.normal(0.0, 5.0, n)
+    w = rng.uniform(0.5, 2.0, n)
+    codes = pa.array(rng.integers(0, len(SEGMENTS), n, dtype=np.int8))
+    segment = pa.DictionaryArray.from_arrays(codes, pa.array(SEGMENTS))
+    return pa.record_batch(
+        {
+            "id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+            "segment": segment.dictionary_decode(),
+            "y": pa.array(y),
+            "p": pa.array(p),
+            "w": pa.array(w),
+        }
+    )
+
+
+def multiclass_batch(seed: int, index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """One deterministic batch: labels (n,) and logits (N_CLASSES, n)."""
+    rng = np.random.default_rng([seed, 1, index])
+    label = rng.integers(0, N_CLASSES, n, dtype=np.int64)
+    logits = rng.normal(0.0, 2.0, (N_CLASSES, n))
+    logits[label, np.arange(n)] += 2.0  # make the true class more likely
+    return label, logits
+
+
+def _load_manifest(path: Path, rows: int, seed: int) -> Dataset | None:
+    """Return the cached dataset described by ``path`` if it is still valid."""
+    if not path.exists():
+        return None
+    meta = json.loads(path.read_text())
+    if (meta.get("version"), meta.get("rows"), meta.get("seed")) != (
+        GENERATOR_VERSION,
+        rows,
+        seed,
+    ):
+        return None
+    if not all(Path(f).exists() for f in meta["files"].values()):
+        return None
+    return Dataset(rows, meta["files"], meta["reference"])
+
+
+def _save_manifest(path: Path, seed: int, dataset: Dataset) -> None:
+    """Write the manifest last, so a crash mid-generation is never cached."""
+    meta = {"version": GENERATOR_VERSION, "seed": seed, **asdict(dataset)}
+    path.write_text(json.dumps(meta, indent=1))
+
+
+def make_regression(directory: Path, rows: int, seed: int, stem: str) -> Dataset:
+    """Write ``stem``.csv and ``stem``.parquet (or reuse them) and compute references."""
+    manifest = directory / f"{stem}.json"
+    if cached := _load_manifest(manifest, rows, seed):
+        log(f"reusing {stem}.csv / {stem}.parquet in {directory}")
+        return cached
+    log(f"generating {rows:,} regression rows -> {stem}.csv, {stem}.parquet")
+    started = time.perf_counter()
+    csv_path, pq_path = directory / f"{stem}.csv", directory / f"{stem}.parquet"
+    sq, ab = FsumMean(), FsumMean()
+    schema = regression_batch(seed, 0, 0, 1).schema
+    with (
+        pacsv.CSVWriter(csv_path, schema) as csv_writer,
+        pq.ParquetWriter(pq_path, schema) as pq_writer,
+    ):
+        for index, start, n in _batches(rows):
+            batch = regression_batch(seed, index, start, n)
+            csv_writer.write_batch(batch)
+            pq_writer.write_batch(batch, row_group_size=BATCH_ROWS)
+            diff = batch.column("y").to_numpy() - batch.column("p").to_numpy()
+            sq.add(diff * diff)
+            ab.add(np.abs(diff))
+    mse = sq.mean()
+    dataset = Dataset(
+        rows,
+        {"csv": str(csv_path), "parquet": str(pq_path)},
+        {"mse": mse, "rmse": math.sqrt(mse), "mae": ab.mean()},
+    )
+    _save_manifest(manifest, seed, dataset)
+    log(f"  done in {time.perf_counter() - started:.1f} s")
+    return dataset
+
+
+def make_multiclass(directory: Path, rows: int, seed: int) -> Dataset:
+    """Write the multiclass Parquet file (or reuse it) and compute the reference."""
+    stem = f"multiclass-{rows}"
+    manifest = directory / f"{stem}.json"
+    if cached := _load_manifest(manifest, rows, seed):
+        log(f"reusing {stem}.parquet in {directory}")
+        return cached
+    log(f"generating {rows:,} multiclass rows -> {stem}.parquet")
+    started = time.perf_counter()
+    path = directory / f"{stem}.parquet"
+    ce = FsumMean()
+    names = ["label"] + [f"logit_{k}" for k in range(N_CLASSES)]
+    schema = pa.schema([(name, pa.int64() if k == 0 else pa.float64()) for k, name in enumerate(names)])
+    with pq.ParquetWriter(path, schema) as writer:
+        for index, _, n in _batches(rows):
+            label, logits = multiclass_batch(seed, index, n)
+            writer.write_batch(
+                pa.record_batch([label, *logits], schema=schema),
+                row_group_size=BATCH_ROWS,
+            )
+            row_max = logits.max(axis=0)
+            lse = row_max + np.log(np.exp(logits - row_max).sum(axis=0))
+            ce.add(lse - logits[label, np.arange(n)])
+    dataset = Dataset(rows, {"multiclass": str(path)}, {"sparse_softmax_ce": ce.mean()})
+    _save_manifest(manifest, seed, dataset)
+    log(f"  done in {time.perf_counter() - started:.1f} s")
+    return dataset
+
+
+# --- running and measuring children -------------------------------------------
+
+
+@dataclass
+class Run:
+    """One measured child process."""
+
+    ok: bool
+    wall_s: float
+    maxrss_kib: int
+    stdout: str
+    error: str = ""
+
+
+# A direct child of this (numpy/pyarrow-laden) driver would report the driver's
+# RSS as its own ru_maxrss: Linux keeps the pre-exec high-water mark across
+# exec.  So a tiny launcher (python -I -S, ~10 MB) spawns the command, reaps it
+# with os.wait4 and reports wall time and rusage through a pipe; its own start-up
+# is not timed.
+LAUNCHER = """
+import json, os, signal, sys, time
+fd, timeout, argv = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+os.set_inheritable(fd, False)
+started = time.perf_counter()
+try:
+    pid = os.posix_spawnp(argv[0], argv, os.environ)
+except OSError as exc:
+    os.write(fd, json.dumps({"error": f"cannot start: {exc}"}).encode())
+    sys.exit(0)
+signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+signal.setitimer(signal.ITIMER_REAL, timeout)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - started
+signal.setitimer(signal.ITIMER_REAL, 0)
+os.write(fd, json.dumps({"wall": wall, "maxrss_kib": usage.ru_maxrss,
+                         "code": os.waitstatus_to_exitcode(status)}).encode())
+"""
+
+
+def measure(cmd: list[str], timeout: float) -> Run:
+    """Run ``cmd`` via the launcher; return its wall time and own peak RSS."""
+    read_fd, write_fd = os.pipe()
+    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(write_fd), str(timeout), *cmd]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            subprocess.run(
+                launcher,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                pass_fds=(write_fd,),
+                timeout=timeout + 60,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return Run(False, 0.0, 0, "", "launcher hung")
+        finally:
+            os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            report = json.loads(pipe.read() or b'{"error": "launcher failed"}')
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace").strip()
+    if "error" in report:
+        return Run(False, 0.0, 0, stdout, report["error"])
+    run = Run(report["code"] == 0, report["wall"], report["maxrss_kib"], stdout)
+    if run.wall_s >= timeout:
+        run.ok, run.error = False, f"timed out after {timeout:.0f} s"
+    elif not run.ok:
+        tail = stderr.splitlines()[-1] if stderr else "(no stderr)"
+        run.error = f"exit {report['code']}: {tail[:200]}"
+    return run
+
+
+def find_lossctl() -> str | None:
+    """The lossctl console script of this venv, else the one on PATH."""
+    local = Path(sys.executable).parent / "lossctl"
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which("lossctl")
+
+
+def lossctl_args(kind: str, path: str) -> list[str]:
+    """Arguments of ``lossctl eval`` for a task kind."""
+    if kind == "multiclass":
+        cols = ["-l", "label", "-p", "logit_*", "-m", "sparse_softmax_ce"]
+    else:
+        cols = ["-l", "y", "-p", "p", "-m", ",".join(REGRESSION_METRICS)]
+    return ["eval", path, *cols, "-f", "json", "--no-progress"]
+
+
+def parse_output(tool: str, stdout: str) -> dict[str, Any]:
+    """Normalise a tool's JSON stdout to {rows, values, versions}."""
+    data = json.loads(stdout)
+    if tool != "lossctl":
+        return {k: data[k] for k in ("rows", "values", "versions")}
+    values = {}
+    for name, entry in data["losses"].items():
+        values[name] = float(entry["value"] if isinstance(entry, dict) else entry)
+    return {"rows": data.get("rows"), "values": values, "versions": {"lossctl": data.get("lossctl")}}
+
+
+@dataclass
+class Entry:
+    """All measurements of one tool (or variant) on one task."""
+
+    label: str
+    cmd: list[str]
+    tool: str | None = None  # whose JSON output to parse; None: don't parse
+    status: str = "ok"
+    walls_s: list[float] = field(default_factory=list)
+    maxrss_kib: list[int] = field(default_factory=list)
+    rows: int | None = None
+    values: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    spread: dict[str, float] = field(default_factory=dict)  # max run-to-run rel diff
+
+    @property
+    def wall_s(self) -> float | None:
+        """Median wall time."""
+        return statistics.median(self.walls_s) if self.ok else None
+
+    @property
+    def rss_mib(self) -> float | None:
+        """Max peak RSS over the repeats, in MiB."""
+        return max(self.maxrss_kib) / 1024 if self.ok else None
+
+    @property
+    def ok(self) -> bool:
+        """True if every run succeeded."""
+        return self.status == "ok" and bool(self.walls_s)
+
+
+def run_entries(task: str, entries: dict[str, Entry], repeat: int, timeout: float) -> None:
+    """Run every entry ``repeat`` times, interleaved, stopping an entry on failure."""
+    for rep in range(repeat):
+        for entry in entries.values():
+            if entry.status != "ok":
+                continue
+            run = measure(entry.cmd, timeout)
+            if run.ok and entry.tool:
+                try:
+                    parsed = parse_output(entry.tool, run.stdout)
+                except (ValueError, KeyError, TypeError) as exc:
+                    run.ok, run.error = False, f"unreadable output: {exc!r}"[:200]
+                else:
+                    for name, value in parsed["values"].items():
+                        if name in entry.values:
+                            diff = rel_diff(value, entry.values[name])
+                            entry.spread[name] = max(entry.spread.get(name, 0.0), diff)
+                    entry.rows, entry.values = parsed["rows"], parsed["values"]
+                    entry.versions = parsed["versions"]
+            if not run.ok:
+                entry.status = f"FAILED ({run.error})"
+                log(f"  {task:<10} {entry.label:<22} run {rep + 1}/{repeat}: {entry.status}")
+                continue
+            entry.walls_s.append(run.wall_s)
+            entry.maxrss_kib.append(run.maxrss_kib)
+            log(
+                f"  {task:<10} {entry.label:<22} run {rep + 1}/{repeat}: "
+                f"{run.wall_s:8.3f} s {run.maxrss_kib / 1024:8.1f} MiB"
+            )
+
+
+def tool_entries(tools: list[str], kind: str, path: str, lossctl: str | None) -> dict[str, Entry]:
+    """Build the entries (command lines) for the selected tools on one file."""
+    entries: dict[str, Entry] = {}
+    for tool in tools:
+        label = TOOL_LABELS.get(tool, tool)
+        if tool == "lossctl":
+            entry = Entry(label, [lossctl or "lossctl", *lossctl_args(kind, path)], tool)
+            if lossctl is None:
+                entry.status = "FAILED (lossctl executable not found)"
+        else:
+            entry = Entry(label, [sys.executable, str(PEERS_SCRIPT), tool, kind, path], tool)
+            missing = [m for m in PEER_MODULES[tool] if not importlib.util.find_spec(m)]
+            if missing:
+                entry.status = f"skipped (not importable: {', '.join(missing)})"
+        entries[tool] = entry
+    return entries
+
+
+# --- reporting ------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    """Progress output goes to stderr, the report to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_average() -> str:
+    """1/5/15-minute load average as text."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def fmt(value: float | None, spec: str) -> str:
+    """Format a number, '-' for missing."""
+    return "-" if value is None else format(value, spec)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Render a plain-text table with left-aligned first column."""
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+    lines = []
+    for i, row in enumerate([headers, *rows]):
+        cells = [
+            c.ljust(w) if j in (0, len(row) - 1) else c.rjust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def timing_table(entries: dict[str, Entry], base_key: str) -> str:
+    """Per-tool wall, RSS, ratios against ``base_key`` and the computed values."""
+    base = entries.get(base_key)
+    base_wall = base.wall_s if base and base.ok else None
+    rows = []
+    for entry in entries.values():
+        wall = entry.wall_s
+        ratio = wall / base_wall if wall and base_wall else None
+        inverse = base_wall / wall if wall and base_wall else None
+        values = " ".join(f"{k}={v:.10g}" for k, v in entry.values.items())
+        rows.append(
+            [
+                entry.label,
+                fmt(wall, ".3f"),
+                fmt(entry.rss_mib, ".0f"),
+                fmt(ratio, ".2f"),
+                fmt(inverse, ".2f"),
+                "-" if entry.rows is None else f"{entry.rows:,}",
+                values if entry.ok else entry.status,
+            ]
+        )
+    headers = ["tool", "wall s", "peak RSS MiB", "wall/lossctl", "lossctl/wall", "rows", "values"]
+    return table(headers, rows)
+
+
+def rel_diff(a: float, b: float) -> float:
+    """Symmetric relative difference."""
+    scale = max(abs(a), abs(b))
+    return 0.0 if scale == 0 else abs(a - b) / scale
+
+
+def agreement(
+    entries: dict[str, Entry], reference: dict[str, float], expected_rows: int
+) -> tuple[str, dict[str, Any]]:
+    """Compare every tool's values with the fsum reference and with each other."""
+    done = [e for e in entries.values() if e.ok and e.tool]
+    lines, summary = [], {}
+    for metric, ref in reference.items():
+        have = [(e, e.values[metric]) for e in done if metric in e.values]
+        missing = [e.label for e in done if metric not in e.values]
+        pairwise = max((rel_diff(a, b) for _, a in have for _, b in have), default=0.0)
+        verdict = "agree" if pairwise <= REL_TOL and not missing else "DISAGREE"
+        lines.append(
+            f"  {metric}: reference (fsum) {ref!r}; max pairwise rel diff "
+            f"{pairwise:.2e} -> {verdict} (tol {REL_TOL:g})"
+        )
+        for e, value in have:
+            diff = rel_diff(value, ref)
+            flag = "" if diff <= REL_TOL else "   <-- DISAGREES"
+            if e.spread.get(metric):
+                flag += f"   (varies between runs by {e.spread[metric]:.2e})"
+            lines.append(f"    {e.label:<22} {value!r:<24} rel diff vs ref {diff:.2e}{flag}")
+        for label in missing:
+            lines.append(f"    {label:<22} (no {metric} in output)   <-- DISAGREES")
+        summary[metric] = {
+            "reference": ref,
+            "max_pairwise_rel_diff": pairwise,
+            "verdict": verdict,
+            "missing": missing,
+        }
+    for e in done:
+        if e.rows is not None and e.rows != expected_rows:
+            lines.append(f"  {e.label}: rows {e.rows:,} != {expected_rows:,}   <-- DISAGREES")
+    return "\n".join(lines), summary
+
+
+# --- tasks ------------------------------------------------------------------------
+
+
+def write_tiny_csv(directory: Path, seed: int) -> Dataset:
+    """A 10-row CSV for the start-up task (same schema as the big one)."""
+    batch = regression_batch(seed, 10**6, 0, 10)
+    path = directory / "tiny-10.csv"
+    pacsv.write_csv(pa.Table.from_batches([batch]), path)
+    diff = batch.column("y").to_numpy() - batch.column("p").to_numpy()
+    mse = math.fsum((diff * diff).tolist()) / 10
+    ref = {"mse": mse, "rmse": math.sqrt(mse), "mae": math.fsum(np.abs(diff).tolist()) / 10}
+    return Dataset(10, {"csv": str(path)}, ref)
+
+
+def report_task(
+    title: str,
+    entries: dict[str, Entry],
+    dataset: Dataset | None,
+    base_key: str,
+    results: dict[str, Any],
+    name: str,
+) -> None:
+    """Print one task's table and agreement check; store it in ``results``."""
+    print(f"\n== {title}")
+    print(timing_table(entries, base_key))
+    summary = None
+    if dataset is not None:
+        text, summary = agreement(entries, dataset.reference, dataset.rows)
+        print("agreement:")
+        print(text)
+    results[name] = {
+        "title": title,
+        "rows": dataset.rows if dataset else None,
+        "reference": dataset.reference if dataset else None,
+        "agreement": summary,
+        "tools": {k: {**asdict(e), "wall_s": e.wall_s, "rss_mib": e.rss_mib} for k, e in entries.items()},
+    }
+
+
+def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    """Parse a comma-separated option against the allowed names."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in items if t not in allowed]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)})"
+        )
+    return items
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line interface."""
+    ap = argparse.ArgumentParser(
+        description="Time lossctl against polars, DuckDB, pandas+sklearn and naive "
+        "pyarrow on generated CSV/Parquet files."
+    )
+    ap.add_argument(
+        "--tasks",
+        default=",".join(TASKS),
+        type=lambda s: parse_list(s, TASKS, "task"),
+        help="comma-separated subset of %(default)s",
+    )
+    ap.add_argument(
+        "--tools",
+        default=",".join(TOOLS),
+        type=lambda s: parse_list(s, TOOLS, "tool"),
+        help="comma-separated subset of %(default)s",
+    )
+    ap.add_argument("--rows", type=int, default=20_000_000, help="regression rows (default %(default)s)")
+    ap.add_argument("--mc-rows", type=int, default=5_000_000, help="multiclass rows (default %(default)s)")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs per tool and task; median wall, max RSS (default 3)"
+    )
+    ap.add_argument(
+        "--keep", metavar="DIR", type=Path, help="generate into / reuse files from DIR instead of a temp dir"
+    )
+    ap.add_argument("--json", metavar="OUT", type=Path, help="also save results as JSON")
+    ap.add_argument(
+        "--ci-overhead",
+        action="store_true",
+        help="time 'lossctl eval --ci' against plain eval on the Parquet file",
+    )
+    ap.add_argument("--seed", type=int, default=20240607, help="data seed")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=1800,
+        help="seconds before a single run is killed (default %(default)s)",
+    )
+    args = ap.parse_args(argv)
+    if args.rows < 1 or args.mc_rows < 1 or args.repeat < 1:
+        ap.error("--rows, --mc-rows and --repeat must be positive")
+    return args
+
+
+def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    """Generate what the tasks need, run them and print the report."""
+    lossctl = find_lossctl()
+    results: dict[str, Any] = {}
+    reg = None
+    if {"csv", "parquet"} & set(args.tasks) or (args.ci_overhead and "lossctl" in args.tools):
+        reg = make_regression(directory, args.rows, args.seed, f"regression-{args.rows}")
+    mc = make_multiclass(directory, args.mc_rows, args.seed) if "multiclass" in args.tasks else None
+
+    for task in ("csv", "parquet", "multiclass"):
+        if task not in args.tasks:
+            continue
+        dataset = mc if task == "multiclass" else reg
+        assert dataset is not None
+        path = dataset.files[task]
+        entries = tool_entries(args.tools, task, path, lossctl)
+        run_entries(task, entries, args.repeat, args.timeout)
+        size = Path(path).stat().st_size / 1e6
+        title = f"{task}: {Path(path).name} ({dataset.rows:,} rows, {size:,.0f} MB)"
+        report_task(title, entries, dataset, "lossctl", results, task)
+
+    if "startup" in args.tasks:
+        tiny = write_tiny_csv(directory, args.seed)
+        entries = {"python": Entry("python -c pass", [sys.executable, "-c", "pass"])}
+        if "lossctl" in args.tools:
+            version = Entry("lossctl --version", [lossctl or "lossctl", "--version"])
+            if lossctl is None:
+                version.status = "FAILED (lossctl executable not found)"
+            entries["lossctl --version"] = version
+        entries.update(tool_entries(args.tools, "csv", tiny.files["csv"], lossctl))
+        # lossctl and the bare interpreter get STARTUP_RUNS runs; peers (context
+        # only, pandas+sklearn alone takes seconds to import) get --repeat runs.
+        peers = {k: e for k, e in entries.items() if k in PEER_MODULES}
+        run_entries(
+            "startup", {k: e for k, e in entries.items() if k not in peers}, STARTUP_RUNS, args.timeout
+        )
+        run_entries("startup", peers, args.repeat, args.timeout)
+        title = (
+            f"startup: {Path(tiny.files['csv']).name}; median of {STARTUP_RUNS} runs "
+            f"(lossctl, python), {args.repeat} (peers)"
+        )
+        report_task(title, entries, tiny, "lossctl", results, "startup")
+
+    if args.ci_overhead:
+        assert reg is not None
+        base = [lossctl or "lossctl", *lossctl_args("parquet", reg.files["parquet"])]
+        entries = {
+            "lossctl": Entry("lossctl eval", base, "lossctl"),
+            "lossctl --ci": Entry("lossctl eval --ci", [*base, "--ci"], "lossctl"),
+        }
+        if lossctl is None:
+            for entry in entries.values():
+                entry.status = "FAILED (lossctl executable not found)"
+        run_entries("ci", entries, args.repeat, args.timeout)
+        report_task(
+            f"ci-overhead: {Path(reg.files['parquet']).name}",
+            entries,
+            None,
+            "lossctl",
+            results,
+            "ci_overhead",
+        )
+        plain, ci = entries["lossctl"], entries["lossctl --ci"]
+        if plain.ok and ci.ok:
+            print(f"--ci costs {ci.wall_s / plain.wall_s:.2f}x the wall time of plain eval")
+        else:
+            print(f"--ci overhead not measured: eval {plain.status}, --ci {ci.status}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = parse_args(argv)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        directory = args.keep.resolve()
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="lossctl-bench-"))
+    print(
+        f"lossctl benchmark: python {platform.python_version()}, "
+        f"{platform.platform()}, {os.cpu_count()} cpus; "
+        f"numpy {np.__version__}, pyarrow {pa.__version__}; repeat {args.repeat}; "
+        f"data in {directory}{'' if args.keep else ' (temporary)'}"
+        f"; load average {load_average()}"
+    )
+    try:
+        results = run_benchmark(args, directory)
+    finally:
+        if not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+    print(f"\nload average at the end: {load_average()} (other work on the machine skews timings)")
+    if args.json:
+        meta = {
+            "argv": sys.argv,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "repeat": args.repeat,
+            "rows": args.rows,
+            "mc_rows": args.mc_rows,
+            "seed": args.seed,
+            "rel_tol": REL_TOL,
+            "load_average_end": os.getloadavg(),
+        }
+        args.json.write_text(json.dumps({"meta": meta, "tasks": results}, indent=1))
+        log(f"results saved to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
