@@ -214,6 +214,22 @@ def _listing(available: list[str]) -> str:
 # --------------------------------------------------------------------------
 
 
+@dataclass
+class _Block:
+    """``data[begin:end]``: whole CSV records, parsed on one thread."""
+
+    data: bytearray
+    begin: int
+    end: int
+
+    @property
+    def quoted(self) -> bool:
+        return self.data.find(b'"', self.begin, self.end) >= 0
+
+    def buffer(self) -> pa.Buffer:
+        return pa.py_buffer(memoryview(self.data)[self.begin:self.end])
+
+
 class Reader:
     """Streams record batches of selected columns from one source."""
 
@@ -293,52 +309,61 @@ class Reader:
 
     # -- CSV: newline-aligned blocks parsed in parallel -----------------------
 
-    def _csv_options(self, columns: list[str], types: pa.DataType,
-                     block: bytes) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
+    def _csv_options(self, columns: list[str], types: pa.DataType, block: _Block
+                     ) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
         # one pyarrow block per block of ours: it already ends on a record boundary
         read = pacsv.ReadOptions(column_names=self.columns, use_threads=False,
-                                 block_size=max(1 << 20, len(block) + 1))
+                                 block_size=max(1 << 20, block.end - block.begin + 1))
         parse = pacsv.ParseOptions(delimiter=self.source.delimiter,
-                                   newlines_in_values=b'"' in block)
+                                   newlines_in_values=block.quoted)
         convert = pacsv.ConvertOptions(include_columns=columns,
                                        column_types={c: types for c in columns},
                                        strings_can_be_null=True)
         return read, parse, convert
 
-    def _blocks(self) -> Iterator[bytes]:
-        """The data (header skipped) in blocks that end on a record boundary."""
+    def _blocks(self) -> Iterator[_Block]:
+        """The data (header skipped) in blocks that end on a record boundary.
+
+        Each block is read straight into a fresh buffer after the carried
+        partial record of the block before: one copy per byte, and the parser
+        threads get zero-copy views.
+        """
         f = self._raw()
         try:
             carry = b""
+            header = self.source.header
             first = True
             while True:
-                chunk = f.read(CSV_BLOCK)
-                if first and not carry and chunk.startswith(b"\xef\xbb\xbf"):
-                    chunk = chunk[3:]  # a UTF-8 byte-order mark
-                data = carry + chunk if carry else chunk
-                if first and self.source.header:
-                    cut = _first_record_end(data)
-                    if cut < 0 and chunk:
-                        carry = data
+                buf = bytearray(len(carry) + CSV_BLOCK)
+                buf[:len(carry)] = carry
+                got = f.readinto(memoryview(buf)[len(carry):])
+                size = len(carry) + got
+                begin = 0
+                if first and buf.startswith(b"\xef\xbb\xbf"):
+                    begin = 3  # a UTF-8 byte-order mark
+                if header:
+                    cut = _first_record_end(buf, begin, size)
+                    if cut < 0 and got:
+                        carry = bytes(buf[:size])
                         continue
-                    data = data[cut + 1:] if cut >= 0 else b""
+                    begin, header = (cut + 1 if cut >= 0 else size), False
                 first = False
-                if not chunk:
-                    if data.strip():
-                        yield data
+                if not got:
+                    if buf[begin:size].strip():
+                        yield _Block(buf, begin, size)
                     return
-                cut = _record_end(data, len(data))
+                cut = _record_end(buf, begin, size)
                 if cut < 0:
-                    carry = data
+                    carry = bytes(buf[begin:size])
                     continue
-                carry = data[cut + 1:]
-                yield data[:cut + 1]
+                carry = bytes(buf[cut + 1:size])
+                yield _Block(buf, begin, cut + 1)
         finally:
             f.close()
 
-    def _parse_block(self, block: bytes, columns: list[str]) -> pa.Table:
+    def _parse_block(self, block: _Block, columns: list[str]) -> pa.Table:
         read, parse, convert = self._csv_options(columns, pa.float64(), block)
-        return pacsv.read_csv(pa.py_buffer(block), read_options=read, parse_options=parse,
+        return pacsv.read_csv(block.buffer(), read_options=read, parse_options=parse,
                               convert_options=convert)
 
     def _csv_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -373,12 +398,12 @@ class Reader:
         yield from table.to_batches()
         return rows + table.num_rows
 
-    def _locate_bad_value(self, block: bytes, columns: list[str], first_row: int) -> None:
+    def _locate_bad_value(self, block: _Block, columns: list[str], first_row: int) -> None:
         """Re-parse a failing block as text to name the row, column and value that is not a number."""
         from .errors import InvalidInput
 
         read, parse, convert = self._csv_options(columns, pa.string(), block)
-        table = pacsv.read_csv(pa.py_buffer(block), read_options=read, parse_options=parse,
+        table = pacsv.read_csv(block.buffer(), read_options=read, parse_options=parse,
                                convert_options=convert)
         best: tuple[int, str, str] | None = None
         for name in columns:
@@ -403,26 +428,26 @@ class Reader:
                                source=self.source.name, line=first_row + i + 1)
 
 
-def _first_record_end(data: bytes) -> int:
-    """Index of the first newline outside quotes (the end of the header), or -1."""
-    cut = data.find(b"\n")
-    while cut >= 0 and data.count(b'"', 0, cut) % 2:
-        cut = data.find(b"\n", cut + 1)
+def _first_record_end(data: bytes | bytearray, begin: int, end: int) -> int:
+    """Index of the first newline in ``data[begin:end]`` outside quotes (the header's end), or -1."""
+    cut = data.find(b"\n", begin, end)
+    while cut >= 0 and data.count(b'"', begin, cut) % 2:
+        cut = data.find(b"\n", cut + 1, end)
     return cut
 
 
-def _record_end(data: bytes, end: int) -> int:
-    """Index of the last newline before ``end`` that is outside quotes, or -1.
+def _record_end(data: bytes | bytearray, begin: int, end: int) -> int:
+    """Index of the last newline in ``data[begin:end]`` outside quotes, or -1.
 
-    ``data`` starts on a record boundary, so a newline is outside quotes when
-    the number of quote characters before it is even (RFC 4180 doubles quotes
-    inside quoted fields, which keeps the parity).
+    ``data[begin:]`` starts on a record boundary, so a newline is outside
+    quotes when the number of quote characters before it is even (RFC 4180
+    doubles quotes inside quoted fields, which keeps the parity).
     """
-    cut = data.rfind(b"\n", 0, end)
-    if cut < 0 or b'"' not in data:
+    cut = data.rfind(b"\n", begin, end)
+    if cut < 0 or data.find(b'"', begin, cut) < 0:
         return cut
-    while cut >= 0 and data.count(b'"', 0, cut) % 2:
-        cut = data.rfind(b"\n", 0, cut)
+    while cut >= 0 and data.count(b'"', begin, cut) % 2:
+        cut = data.rfind(b"\n", begin, cut)
     return cut
 
 

@@ -28,12 +28,15 @@ from lossctl.sources import Reader, _first_record_end, _record_end, open_source,
     ],
 )
 def test_record_end(data: bytes, end: int | None, expected: int) -> None:
-    assert _record_end(data, len(data) if end is None else end) == expected
+    assert _record_end(data, 0, len(data) if end is None else end) == expected
+    # the same from an offset into a larger buffer
+    shifted = _record_end(b"zz\n" + data, 3, 3 + (len(data) if end is None else end))
+    assert shifted == (expected + 3 if expected >= 0 else -1)
 
 
 def test_first_record_end_skips_quoted_newline_in_header() -> None:
-    assert _first_record_end(b'"a\nb",c\n1,2\n') == 7
-    assert _first_record_end(b"a,b") == -1
+    assert _first_record_end(b'"a\nb",c\n1,2\n', 0, 12) == 7
+    assert _first_record_end(b"a,b", 0, 3) == -1
 
 
 # --------------------------------------------------------------------------
