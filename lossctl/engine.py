@@ -48,13 +48,12 @@ class Columns:
     label: list[str]
     pred: list[str]
     weight: str | None
-    label_width: int
-    pred_width: int
+    label_width: int = 1  # K, known from the first chunk (a list column holds K values)
+    pred_width: int = 1
 
     @property
     def needed(self) -> list[str]:
-        out = list(dict.fromkeys(self.label + self.pred + ([self.weight] if self.weight else [])))
-        return out
+        return list(dict.fromkeys(self.label + self.pred + ([self.weight] if self.weight else [])))
 
     def name(self, role: str, index: int | None) -> str:
         cols = {"label": self.label, "prediction": self.pred, "weight": [self.weight or ""]}[role]
@@ -85,19 +84,6 @@ class Report:
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
 
-def _width_of(reader: Reader, cols: list[str], role: str) -> int:
-    """K for a role: the number of columns, or the size of a single list column."""
-    if len(cols) != 1:
-        return len(cols)
-    t = reader.parquet_types.get(cols[0])
-    if t is None or not (pa.types.is_list(t) or pa.types.is_fixed_size_list(t)
-                         or pa.types.is_large_list(t)):
-        return 1
-    if pa.types.is_fixed_size_list(t):
-        return t.list_size
-    return -1  # a variable-size list: the width is read from the data
-
-
 def resolve_columns(reader: Reader, req: Request) -> Columns:
     """Apply the column specs to one file's columns."""
     avail = reader.columns
@@ -112,12 +98,15 @@ def resolve_columns(reader: Reader, req: Request) -> Columns:
     for name, t in reader.parquet_types.items():
         if name in label + pred + ([weight] if weight else []) and not _numeric(t):
             raise InputError(f"{reader.source.name}: column {name!r} is {t}, not numeric")
-    return Columns(label, pred, weight, _width_of(reader, label, "label"),
-                   _width_of(reader, pred, "prediction"))
+    return Columns(label, pred, weight)
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)
 
 
 def _numeric(t: pa.DataType) -> bool:
-    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+    if _is_list(t):
         return _numeric(t.value_type)
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) \
         or pa.types.is_decimal(t) or pa.types.is_null(t)
@@ -125,8 +114,7 @@ def _numeric(t: pa.DataType) -> bool:
 
 def _column_array(batch: pa.RecordBatch, name: str) -> np.ndarray:
     col = batch.column(name)
-    t = col.type
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+    if _is_list(col.type):
         return _list_to_2d(col, name)
     return _float64(col)
 
