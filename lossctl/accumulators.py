@@ -19,6 +19,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,9 @@ _SCALE = 1074  # every finite float64 is an integer multiple of 2**-1074
 _HI_MASK = np.uint64(0xFFFF_FFFF_FFFF_0000)
 _NBINS = 4096  # sign bit + 11 exponent bits
 _NONFINITE_BINS = (0x7FF, 0xFFF)
+# |x| >= 2**1007: 2**16 high parts of such values could overflow a float bin sum,
+# so these (rare) values are added as Python integers instead
+_HUGE_EXP = 2030
 STATE_VERSION = 1
 
 
@@ -65,22 +69,38 @@ def exact_sum_scaled(x: np.ndarray) -> tuple[int, float]:
         bits = block.view(np.uint64)
         exp = np.right_shift(bits, np.uint64(52), out=_ws.exp[:n], casting="unsafe")
         hi = np.bitwise_and(bits, _HI_MASK, out=_ws.hi[:n]).view(np.float64)
-        lo = np.subtract(block, hi, out=_ws.lo[:n])
+        with np.errstate(invalid="ignore"):  # inf - inf, only after an overflow upstream
+            lo = np.subtract(block, hi, out=_ws.lo[:n])
         sh = np.bincount(exp, weights=hi, minlength=_NBINS)
         sl = np.bincount(exp, weights=lo, minlength=_NBINS)
-        if sh[0x7FF] != 0 or sh[0xFFF] != 0 or np.isnan(sh[0x7FF]) or np.isnan(sh[0xFFF]):
+        if sh[_HUGE_EXP:0x800].any() or sh[0x800 + _HUGE_EXP:].any() or np.isnan(sh).any():
+            # rare: inf/nan (after an overflow upstream) or values near the float64 limit
+            top = np.isin(exp & 0x7FF, np.arange(_HUGE_EXP, 0x7FF))
+            total += sum(int(v) for v in block[top].tolist()) << _SCALE
             special += float(np.sum(block[~np.isfinite(block)]))
-            for b in _NONFINITE_BINS:
-                sh[b] = sl[b] = 0.0
+            for b in range(_HUGE_EXP, 0x800):
+                sh[b] = sl[b] = sh[b + 0x800] = sl[b + 0x800] = 0.0
         total += _fold(sh) + _fold(sl)
     return total, special
+
+
+def exact_products_scaled(a: np.ndarray, b: np.ndarray) -> int:
+    """Exact ``sum(a * b)`` in units of 2**-1074, for the few products that overflow float64.
+
+    A product of doubles that large is a multiple of 2**-1074, so this is exact.
+    """
+    total = 0
+    for x, y in zip(a.tolist(), b.tolist(), strict=True):
+        f = Fraction(x) * Fraction(y)
+        total += (f.numerator << _SCALE) // f.denominator
+    return total
 
 
 def _to_float(scaled: int) -> float:
     try:
         return scaled / (1 << _SCALE)
     except OverflowError:
-        return math.copysign(math.inf, scaled)
+        return math.inf if scaled > 0 else -math.inf
 
 
 def _ratio(num: int, den: int) -> float:
@@ -88,7 +108,7 @@ def _ratio(num: int, den: int) -> float:
     try:
         return num / den
     except OverflowError:
-        return math.copysign(math.inf, num)
+        return math.inf if (num > 0) == (den > 0) else -math.inf
 
 
 @dataclass
@@ -102,6 +122,16 @@ class ExactSum:
         s, special = exact_sum_scaled(x)
         self.scaled += s
         self.nonfinite += special
+
+    def add_weighted(self, values: np.ndarray, weights: np.ndarray) -> None:
+        """Add ``sum(values * weights)``; products that overflow float64 are added exactly."""
+        products = values * weights
+        if not _all_finite(products):
+            over = np.isinf(products) & np.isfinite(values) & np.isfinite(weights)
+            if over.any():
+                self.scaled += exact_products_scaled(values[over], weights[over])
+                products = np.where(over, 0.0, products)
+        self.add(products)
 
     def add_count(self, n: int) -> None:
         """Add the integer ``n`` (a weight sum of ``n`` unit weights)."""
@@ -161,12 +191,32 @@ def _first_bad(mask: np.ndarray) -> tuple[int, int | None]:
     return row, int(np.flatnonzero(mask[row])[0])
 
 
-def _fail(reason: str, role: str, values: np.ndarray, mask: np.ndarray, rows: np.ndarray | None,
-          offset: int) -> None:
-    i, k = _first_bad(mask)
-    value = values[i] if k is None else values[i, k]
-    row = int(rows[i]) if rows is not None else i
-    raise InvalidInput(reason, offset + row, role, float(value), index=k)
+class _Problems:
+    """Bad values found by the checks of one chunk; the earliest row is reported.
+
+    Each check looks at the whole chunk, so without this the first *check*
+    to fail would win, not the first bad *row* (a NaN label in row 17 would
+    hide a NaN prediction in row 5).
+    """
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.first: InvalidInput | None = None
+
+    def check(self, reason: str, role: str, values: np.ndarray, mask: np.ndarray,
+              rows: np.ndarray | None = None) -> None:
+        """Record the first True of ``mask`` (``rows`` maps filtered rows back to the chunk's)."""
+        if not mask.any():
+            return
+        i, k = _first_bad(mask)
+        row = self.offset + (int(rows[i]) if rows is not None else i)
+        if self.first is None or row < self.first.row:
+            value = values[i] if k is None else values[i, k]
+            self.first = InvalidInput(reason, row, role, float(value), index=k)
+
+    def raise_first(self) -> None:
+        if self.first is not None:
+            raise self.first
 
 
 def _nonfinite_rows(a: np.ndarray) -> np.ndarray:
@@ -293,19 +343,19 @@ class EvalState:
         elif w is not None:
             raise UsageError("this state is unweighted: create it with weighted=True")
         n = len(y)
-        offset = self.rows_seen if first_row is None else first_row
+        problems = _Problems(self.rows_seen if first_row is None else first_row)
         rows = None
         # a weight of +-inf is never "missing": it is always an input error
-        if w is not None and not _all_finite(w) and np.isinf(w).any():
-            _fail("weight must be finite", "weight", w, np.isinf(w), None, offset)
+        if w is not None and not _all_finite(w):
+            problems.check("weight must be finite", "weight", w, np.isinf(w))
         arrays = [("label", y), ("prediction", p)] + ([("weight", w)] if w is not None else [])
         if not all(_all_finite(a) for _, a in arrays):
             if self.nan == "error":
                 for role, a in arrays:
-                    bad = ~np.isfinite(a)
-                    if bad.any():
-                        _fail("missing or non-finite value (use --nan skip to drop such rows)",
-                              role, a, bad, None, offset)
+                    problems.check("missing or non-finite value (use --nan skip to drop such rows)",
+                                   role, a, ~np.isfinite(a))
+                self._validate(y, p, w, problems)
+                problems.raise_first()
             keep = np.ones(n, dtype=bool)
             for _, a in arrays:
                 keep &= ~_nonfinite_rows(a)
@@ -313,24 +363,23 @@ class EvalState:
             y, p = y[keep], p[keep]
             w = w[keep] if w is not None else None
             self.rows_skipped += n - len(y)
-        self._validate(y, p, w, rows, offset)
+        self._validate(y, p, w, problems, rows)
+        problems.raise_first()
         self.rows_seen += n
         self._accumulate(y, p, w)
 
-    def _validate(self, y: np.ndarray, p: np.ndarray, w: np.ndarray | None,
-                  rows: np.ndarray | None, offset: int) -> None:
-        if w is not None and (w < 0).any():
-            _fail("weight must be >= 0", "weight", w, w < 0, rows, offset)
+    def _validate(self, y: np.ndarray, p: np.ndarray, w: np.ndarray | None, problems: _Problems,
+                  rows: np.ndarray | None = None) -> None:
+        """The spec's domain rules (NaN compares false, so it never trips them)."""
+        if w is not None:
+            problems.check("weight must be >= 0", "weight", w, w < 0, rows)
         if self._class_index:
             bad = (y < 0) | (y >= self.pred_width) | (y != np.floor(y))
-            if bad.any():
-                _fail(f"class index must be an integer in [0, {self.pred_width})",
-                      "label", y, bad, rows, offset)
+            problems.check(f"class index must be an integer in [0, {self.pred_width})",
+                           "label", y, bad, rows)
         for check, params in self._checks:
             values = y if check.role == "label" else p
-            bad = check.bad(values, params)
-            if bad.any():
-                _fail(check.reason, check.role, values, bad, rows, offset)
+            problems.check(check.reason, check.role, values, check.bad(values, params), rows)
 
     def _accumulate(self, y: np.ndarray, p: np.ndarray, w: np.ndarray | None) -> None:
         n = len(y)
@@ -343,8 +392,9 @@ class EvalState:
                 for key, loss in self._kernels.items():
                     values = loss.per_row(ys, ps, d)
                     if ws is not None:
-                        values = values * ws
-                    self.sums[key].add(values)
+                        self.sums[key].add_weighted(values, ws)
+                    else:
+                        self.sums[key].add(values)
         if w is not None:
             self.weight_sum.add(w)
         else:

@@ -18,17 +18,35 @@ from typing import Any
 import numpy as np
 
 from .accumulators import EvalState, Result
+from .errors import InvalidInput
 from .losses import Loss, default_losses, resolve
 
 
-def _to_array(a: Any) -> np.ndarray:
+def _to_array(a: Any, role: str) -> np.ndarray:
     """Accept NumPy arrays, lists, pandas Series and DataFrames (columns in order)."""
-    if hasattr(a, "to_numpy"):
-        a = a.to_numpy(dtype=np.float64, na_value=np.nan)
-    arr = np.asarray(a, dtype=np.float64)
+    try:
+        if hasattr(a, "to_numpy"):
+            a = a.to_numpy(dtype=np.float64, na_value=np.nan)
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        _raise_not_a_number(a, role)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     return arr
+
+
+def _raise_not_a_number(a: Any, role: str) -> None:
+    """Name the first value of ``a`` that is not a number (the slow path of an error)."""
+    values = np.asarray(a, dtype=object)
+    flat = values.reshape(len(values), -1) if values.ndim else values.reshape(1, 1)
+    for row, items in enumerate(flat):
+        for k, v in enumerate(items):
+            try:
+                float(v)
+            except (TypeError, ValueError):
+                raise InvalidInput("not a number", row, role, v,
+                                   index=k if values.ndim > 1 else None) from None
+    raise InvalidInput("not a number", 0, role, a)
 
 
 def _width(a: np.ndarray) -> int:
@@ -54,11 +72,11 @@ def evaluate(
     :class:`lossctl.errors.InputError` (``InvalidInput`` with the row index
     and the value) for bad data.
     """
-    y = _to_array(y_true)
-    p = _to_array(y_pred)
+    y = _to_array(y_true, "label")
+    p = _to_array(y_pred, "prediction")
     if isinstance(losses, str):
         losses = [losses]
     bound = default_losses(y, p) if losses is None else [resolve(s, _width(p)) for s in losses]
     state = EvalState(bound, _width(y), _width(p), weighted=weights is not None, nan=nan)
-    state.update(y, p, None if weights is None else _to_array(weights))
+    state.update(y, p, None if weights is None else _to_array(weights, "weight"))
     return state.result()

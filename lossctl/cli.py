@@ -43,8 +43,10 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 raise
             _fail("out of memory (try a smaller --chunk-size)")
+        except BrokenPipeError:
+            _quiet_exit_on_closed_pipe()
         except OSError as e:
-            if debug or isinstance(e, BrokenPipeError):
+            if debug:
                 raise
             _fail(f"{e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}")
 
@@ -140,7 +142,8 @@ def eval_cmd(files: tuple[str, ...], label: str, pred: str, losses: tuple[str, .
             raise click.BadParameter("must be one character", param_hint="--delimiter")
     req = Request(
         paths=list(files), label=label, pred=pred, losses=list(losses), weight=weight,
-        nan=nan, chunk_rows=chunk_size or DEFAULT_CHUNK_ROWS, input_format=input_format,
+        nan=nan, chunk_rows=DEFAULT_CHUNK_ROWS if chunk_size is None else chunk_size,
+        input_format=input_format,
         delimiter=delimiter, header=not no_header,
     )
     _tune_allocator()
@@ -224,15 +227,23 @@ def losses_cmd(fmt: str | None, debug: bool) -> None:
     Console(no_color=not _use_color(), highlight=False).print(table)
 
 
+def _quiet_exit_on_closed_pipe() -> None:
+    """The reader went away (``| head``): stop at once, status 0, no traceback.
+
+    stdout is pointed at /dev/null first so the interpreter's final flush
+    cannot raise again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
 def main() -> None:
-    """Console-script entry point: runs the CLI and exits quietly on a closed pipe."""
+    """Console-script entry point."""
     try:
         cli()
     except BrokenPipeError:
-        # the reader went away (e.g. `| head`): stop without a traceback
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+        _quiet_exit_on_closed_pipe()
 
 
 if __name__ == "__main__":  # pragma: no cover

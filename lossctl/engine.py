@@ -17,11 +17,12 @@ import numpy as np
 import pyarrow as pa
 
 from .accumulators import EvalState, Result
-from .errors import InputError, InvalidInput, UsageError
+from .errors import InputError, InvalidInput, LossctlError, UsageError
 from .losses import Loss, default_losses, parse_loss_list
 from .sources import Reader, Source, expand_paths, open_source, select_columns
 
 DEFAULT_CHUNK_ROWS = 1 << 16
+SAMPLE_ROWS = 10_000  # the automatic loss choice looks at this many first rows of the stream
 
 
 @dataclass
@@ -245,6 +246,7 @@ class Evaluation:
         self.chosen = not req.losses
 
     def run(self) -> Report:
+        self.sample = self._sample() if self.chosen else None
         try:
             self._read_all()
         except BaseException:
@@ -294,14 +296,45 @@ class Evaluation:
             e.role = cols.role_of(e.column)
         e.args = (str(e),)
 
+    def _sample(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The first SAMPLE_ROWS rows of the stream, for the automatic loss choice.
+
+        A fixed sample makes the choice independent of --chunk-size and of how
+        the data is split into files.  Errors are left for the main pass.
+        """
+        ys: list[np.ndarray] = []
+        ps: list[np.ndarray] = []
+        n = 0
+        try:
+            for source in self.sources:
+                reader = Reader(source, batch_rows=SAMPLE_ROWS)
+                cols = resolve_columns(reader, self.req)
+                for batch in reader.batches(cols.needed):
+                    ys.append(_role_array(batch, cols.label))
+                    ps.append(_role_array(batch, cols.pred))
+                    n += batch.num_rows
+                    if n >= SAMPLE_ROWS:
+                        break
+                if n >= SAMPLE_ROWS:
+                    break
+        except LossctlError:
+            pass
+        if not ys:
+            return None
+        return np.concatenate(ys)[:SAMPLE_ROWS], np.concatenate(ps)[:SAMPLE_ROWS]
+
     def _read(self, reader: Reader, cols: Columns) -> Iterator[None]:
         for batch in reader.batches(cols.needed):
             for piece in _pieces(batch, self.req.chunk_rows):
                 if piece.num_rows == 0:
                     continue
-                y = _role_array(piece, cols.label)
-                p = _role_array(piece, cols.pred)
-                w = _column_array(piece, cols.weight) if cols.weight else None
+                try:
+                    y = _role_array(piece, cols.label)
+                    p = _role_array(piece, cols.pred)
+                    w = _column_array(piece, cols.weight) if cols.weight else None
+                except InvalidInput as e:  # a list of the wrong length: its row in the stream
+                    e.row += self.rows
+                    raise
                 if self.pool is None:
                     self.pool = _Pool(self._new_state(cols, y, p), self.req.threads)
                 self.pool.submit(y, p, w, self.rows)
@@ -312,8 +345,10 @@ class Evaluation:
         label_width = 1 if y.ndim == 1 else y.shape[1]
         pred_width = 1 if p.ndim == 1 else p.shape[1]
         cols.label_width, cols.pred_width = label_width, pred_width
-        losses: list[Loss] = (parse_loss_list(self.req.losses, pred_width) if self.req.losses
-                              else default_losses(y, p))
+        if self.req.losses:
+            losses: list[Loss] = parse_loss_list(self.req.losses, pred_width)
+        else:
+            losses = default_losses(*(self.sample or (y, p)))
         return EvalState(losses, label_width, pred_width, weighted=cols.weight is not None,
                          nan=self.req.nan)
 

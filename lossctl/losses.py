@@ -49,11 +49,24 @@ def _softplus_pair(x: Array) -> tuple[Array, Array]:
     return np.maximum(x, 0.0) + tail, np.maximum(-x, 0.0) + tail
 
 
-def _log_softmax_gap(x: Array) -> Array:
-    """``logsumexp(x) - x_k`` per row and class, shifted by the row max (all >= 0)."""
-    shifted = x - x.max(axis=1, keepdims=True)
-    log_s = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return log_s - shifted
+def _log_softmax_parts(x: Array) -> tuple[Array, Array]:
+    """``(log S, x - m)`` per row, ``m`` the row max and ``S = sum_k exp(x_k - m) >= 1``.
+
+    Where ``S < 1.5`` (a confident row), ``log S`` is recomputed as ``log1p``
+    of the terms other than one max (ties add their count): ``log(1 + 1e-20)``
+    would round to 0.  Elsewhere ``log S >= 0.4`` is accurate as it is.
+    """
+    m = x.max(axis=1, keepdims=True)
+    shifted = x - m
+    total = np.exp(shifted).sum(axis=1)
+    log_s = np.log(total)
+    close = np.flatnonzero(total < 1.5)
+    if close.size:
+        sub = shifted[close]
+        at_max = sub == 0.0
+        others = np.where(at_max, 0.0, np.exp(sub)).sum(axis=1) + (at_max.sum(axis=1) - 1)
+        log_s[close] = np.log1p(others)
+    return log_s, shifted
 
 
 def _one_hot_take(values: Array, labels: Array) -> Array:
@@ -121,7 +134,10 @@ def bce(y: Array, p: Array, eps: float) -> Array:
     term exactly (as ``xlogy``).
     """
     pc = np.clip(p, eps, 1.0 - eps)
-    return -(y * np.log(pc) + (1.0 - y) * np.log1p(-pc))
+    if eps > 0:  # both logs are finite
+        return -(y * np.log(pc) + (1.0 - y) * np.log1p(-pc))
+    with np.errstate(divide="ignore"):
+        return -(_xlogy(y, np.log(pc)) + _xlogy(1.0 - y, np.log1p(-pc)))
 
 
 def sigmoid_ce(y: Array, p: Array) -> Array:
@@ -169,28 +185,52 @@ def focal(y: Array, p: Array, alpha: float, gamma: float) -> Array:
 
 
 def softmax_ce(y: Array, p: Array) -> Array:
-    """``-sum_k t_k log_softmax(x)_k``, log-sum-exp shifted by the row max."""
-    return (y * _log_softmax_gap(p)).sum(axis=1)
+    """``-sum_k t_k log_softmax(x)_k`` = ``sum_k t_k (log S - (x_k - m))``, all terms >= 0.
+
+    A zero label weight drops its term (``0 * inf = 0``); logits so far apart
+    that ``m - x_k`` overflows are taken at half scale.
+    """
+    log_s, shifted = _log_softmax_parts(p)
+    terms = y * (log_s[:, None] - shifted)
+    bad = ~np.isfinite(terms)
+    if bad.any():
+        half = 0.5 * p.max(axis=1, keepdims=True) - 0.5 * p
+        alt = np.where(y > 0, (2.0 * y) * half + y * log_s[:, None], 0.0)
+        terms = np.where(bad, alt, terms)
+    return terms.sum(axis=1)
 
 
 def sparse_softmax_ce(y: Array, p: Array) -> Array:
-    """``logsumexp(x) - x_y``, shifted by the row max; ``y`` is a class index."""
-    shifted = p - p.max(axis=1, keepdims=True)
-    true_gap = _one_hot_take(shifted, y)  # x_y - max, taken before exp overwrites
-    log_s = np.log(np.exp(shifted, out=shifted).sum(axis=1))
-    return log_s - true_gap
+    """``logsumexp(x) - x_y`` = ``log S - (x_y - m)``, shifted by the row max ``m``."""
+    log_s, shifted = _log_softmax_parts(p)
+    return log_s - _one_hot_take(shifted, y)
 
 
-def _probabilities(p: Array, renormalize: bool) -> Array:
-    return p / p.sum(axis=1, keepdims=True) if renormalize else p
+def _xlogy(t: Array, log_q: Array) -> Array:
+    """``t * log_q`` with ``0 * log 0 = 0`` (scipy's ``xlogy``)."""
+    return np.where(t != 0.0, t * log_q, 0.0)
 
 
 def cce(y: Array, p: Array, eps: float, renormalize: bool) -> Array:
-    """``-sum_k t_k ln clip(p_k, eps, 1)``; ``y`` is a class index or K label columns."""
-    logp = np.log(np.clip(_probabilities(p, renormalize), eps, 1.0))
-    if y.ndim == 1:
-        return -_one_hot_take(logp, y)
-    return -(y * logp).sum(axis=1)
+    """``-sum_k t_k ln clip(p_k, eps, 1)``; ``y`` is a class index or K label columns.
+
+    With ``renormalize`` each row is divided by its sum first; for a class
+    index, ``-ln(p_y / sum p)`` is taken as ``log1p(sum of the other p / p_y)``
+    so a confident row keeps its relative accuracy.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if renormalize and y.ndim == 1:
+            true_p = _one_hot_take(p, y)
+            is_true = np.arange(p.shape[1]) == y[:, None]
+            others = np.where(is_true, 0.0, p).sum(axis=1)
+            q = true_p / (true_p + others)
+            return np.where(q < eps, -np.log(eps), np.log1p(others / true_p))
+        if renormalize:
+            p = p / p.sum(axis=1, keepdims=True)
+        logp = np.log(np.clip(p, eps, 1.0))
+        if y.ndim == 1:
+            return -_one_hot_take(logp, y)
+        return -_xlogy(y, logp).sum(axis=1)
 
 
 def kl_div(y: Array, p: Array, eps: float) -> Array:
@@ -238,8 +278,10 @@ def _poisson_rate(a: Array, params: dict) -> Array:
 
 
 def _bad_row_sum(a: Array, params: dict) -> Array:
-    if params.get("renormalize"):
-        return np.zeros(a.shape, dtype=bool)
+    if params.get("renormalize"):  # any row but an all-zero one can be rescaled
+        bad = np.zeros(a.shape, dtype=bool)
+        bad[:, 0] = ~(a.sum(axis=1) > 0)
+        return bad
     off = np.abs(a.sum(axis=1) - 1.0) > ROW_SUM_TOL
     bad = np.zeros(a.shape, dtype=bool)
     bad[:, 0] = off
@@ -262,8 +304,8 @@ UNIT_P = Check("prediction", "probability outside [0, 1]", _outside_unit)
 BINARY_Z = Check("label", "binary label outside [0, 1]", _binary_label)
 DIST_T = Check("label", "label probability outside [0, 1]", _dist_outside_unit)
 DIST_SUM_T = Check("label", "label row does not sum to 1 (tolerance 1e-6)", _bad_dist_rows)
-P_SUM = Check("prediction", "probability row does not sum to 1 (tolerance 1e-6); "
-              "use renormalize=true to rescale", _bad_row_sum)
+P_SUM = Check("prediction", "probability row does not sum to 1 (tolerance 1e-6; with "
+              "renormalize=true, it must not sum to 0)", _bad_row_sum)
 
 
 # --------------------------------------------------------------------------

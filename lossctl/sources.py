@@ -70,12 +70,13 @@ def expand_paths(paths: list[str]) -> list[str]:
         if p == "-":
             out.append(p)
         elif os.path.isdir(p):
-            found = sorted(
-                os.path.join(root, f)
-                for root, dirs, files in os.walk(p)
-                for f in files
-                if not f.startswith(_SKIP_IN_DIRS) and _known_extension(f)
-            )
+            found = []
+            for root, dirs, files in os.walk(p):
+                # _temporary/, .ipynb_checkpoints/ and the like hold no shard of the data
+                dirs[:] = [d for d in dirs if not d.startswith(_SKIP_IN_DIRS)]
+                found += [os.path.join(root, f) for f in files
+                          if not f.startswith(_SKIP_IN_DIRS) and _known_extension(f)]
+            found.sort()
             if not found:
                 raise InputError(f"{p}: directory holds no CSV, TSV or Parquet file")
             out.extend(found)
@@ -407,21 +408,9 @@ class Reader:
                                convert_options=convert)
         best: tuple[int, str, str] | None = None
         for name in columns:
-            col = table.column(name)
-            try:
-                col.cast(pa.float64())
-                continue
-            except pa.ArrowInvalid:
-                pass
-            for i, v in enumerate(col.to_pylist()):
-                if v is None:
-                    continue
-                try:
-                    float(v)
-                except ValueError:
-                    if best is None or i < best[0]:
-                        best = (i, name, v)
-                    break
+            i = _first_unparsable(table.column(name).combine_chunks())
+            if i is not None and (best is None or i < best[0]):
+                best = (i, name, table.column(name)[i].as_py())
         if best is not None:
             i, name, v = best
             raise InvalidInput("not a number", first_row + i, "", v, column=name,
@@ -449,6 +438,28 @@ def _record_end(data: bytes | bytearray, begin: int, end: int) -> int:
     while cut >= 0 and data.count(b'"', begin, cut) % 2:
         cut = data.rfind(b"\n", begin, cut)
     return cut
+
+
+def _first_unparsable(col: pa.Array) -> int | None:
+    """Index of the first string Arrow cannot read as float64 (bisection: O(log n) casts)."""
+
+    def ok(a: pa.Array) -> bool:
+        try:
+            a.cast(pa.float64())
+            return True
+        except pa.ArrowInvalid:
+            return False
+
+    if ok(col):
+        return None
+    lo, hi = 0, len(col)  # the first bad index is in [lo, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(col.slice(lo, mid - lo)):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def _short(e: Exception) -> str:
