@@ -272,6 +272,8 @@ class Evaluation:
                                                            self.columns.weight):
                 raise UsageError(f"{source.name}: columns {cols.needed} differ from the first "
                                  f"input's {self.columns.needed}")
+            else:
+                cols = self.columns  # same names; keeps the widths learnt from the first chunk
             start = self.rows
             try:
                 for _ in self._read(reader, cols):
@@ -337,9 +339,19 @@ class Evaluation:
                     raise
                 if self.pool is None:
                     self.pool = _Pool(self._new_state(cols, y, p), self.req.threads)
+                self._check_width(cols, "label", y)
+                self._check_width(cols, "prediction", p)
                 self.pool.submit(y, p, w, self.rows)
                 self.rows += piece.num_rows
             yield
+
+    def _check_width(self, cols: Columns, role: str, values: np.ndarray) -> None:
+        """A list column must hold as many values in every file as in the first chunk."""
+        width = 1 if values.ndim == 1 else values.shape[1]
+        want = cols.label_width if role == "label" else cols.pred_width
+        if width != want:
+            raise InvalidInput(f"row holds {width} values, the stream started with {want}",
+                               self.rows, role, float(width))
 
     def _new_state(self, cols: Columns, y: np.ndarray, p: np.ndarray) -> EvalState:
         label_width = 1 if y.ndim == 1 else y.shape[1]
