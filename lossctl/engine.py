@@ -128,9 +128,13 @@ def _float64(col: pa.Array) -> np.ndarray:
     """
     if col.type != pa.float64():
         col = col.cast(pa.float64())
-    if col.null_count:
-        col = col.fill_null(float("nan"))
-    return np.frombuffer(col.buffers()[1], dtype=np.float64, count=len(col), offset=col.offset * 8)
+    validity, data = col.buffers()
+    values = np.frombuffer(data, dtype=np.float64, count=len(col), offset=col.offset * 8)
+    if col.null_count:  # (pyarrow's fill_null would import pandas too)
+        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+        valid = bits[col.offset:col.offset + len(col)].astype(bool)
+        values = np.where(valid, values, np.nan)
+    return values
 
 
 def _list_to_2d(col: pa.Array, name: str) -> np.ndarray:

@@ -279,6 +279,9 @@ class Reader:
             raise InputError(f"{s.name}: cannot read as {s.format}: {_short(e)}") from None
         if not head.strip():
             raise InputError(f"{s.name}: empty input")
+        if b"\0" in head:
+            raise InputError(f"{s.name}: binary data, not CSV text "
+                             "(a Parquet file? try --input-format parquet)")
         text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
         first = text.splitlines()[0] if text.splitlines() else ""
         fields = next(csv.reader([first], delimiter=s.delimiter), [])
