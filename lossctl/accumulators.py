@@ -125,12 +125,14 @@ class ExactSum:
 
     def add_weighted(self, values: np.ndarray, weights: np.ndarray) -> None:
         """Add ``sum(values * weights)``; products that overflow float64 are added exactly."""
-        products = values * weights
+        with np.errstate(invalid="ignore"):
+            products = values * weights
         if not _all_finite(products):
-            over = np.isinf(products) & np.isfinite(values) & np.isfinite(weights)
+            over = np.isinf(products) & np.isfinite(values)
             if over.any():
                 self.scaled += exact_products_scaled(values[over], weights[over])
-                products = np.where(over, 0.0, products)
+            # a row of weight 0 adds nothing, even if its loss overflowed (0 * inf)
+            products = np.where(over | (weights == 0.0), 0.0, products)
         self.add(products)
 
     def add_count(self, n: int) -> None:

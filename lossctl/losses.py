@@ -122,8 +122,10 @@ def quantile(d: Array, q: float) -> Array:
 def poisson(y: Array, p: Array, log_input: bool) -> Array:
     """``p - y ln p``; with ``log_input``, ``exp(p) - y p`` (p is the log rate)."""
     if log_input:
-        with np.errstate(over="ignore"):
-            return np.exp(p) - y * p
+        with np.errstate(over="ignore", invalid="ignore"):
+            rate = np.exp(p)
+            # exp(p) overflows first: the loss is +inf, not inf - inf
+            return np.where(np.isinf(rate), rate, rate - y * p)
     return p - y * np.log(p)
 
 
@@ -191,7 +193,8 @@ def softmax_ce(y: Array, p: Array) -> Array:
     that ``m - x_k`` overflows are taken at half scale.
     """
     log_s, shifted = _log_softmax_parts(p)
-    terms = y * (log_s[:, None] - shifted)
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = y * (log_s[:, None] - shifted)
     bad = ~np.isfinite(terms)
     if bad.any():
         half = 0.5 * p.max(axis=1, keepdims=True) - 0.5 * p
@@ -208,7 +211,8 @@ def sparse_softmax_ce(y: Array, p: Array) -> Array:
 
 def _xlogy(t: Array, log_q: Array) -> Array:
     """``t * log_q`` with ``0 * log 0 = 0`` (scipy's ``xlogy``)."""
-    return np.where(t != 0.0, t * log_q, 0.0)
+    with np.errstate(invalid="ignore"):
+        return np.where(t != 0.0, t * log_q, 0.0)
 
 
 def cce(y: Array, p: Array, eps: float, renormalize: bool) -> Array:
@@ -225,8 +229,16 @@ def cce(y: Array, p: Array, eps: float, renormalize: bool) -> Array:
             others = np.where(is_true, 0.0, p).sum(axis=1)
             q = true_p / (true_p + others)
             return np.where(q < eps, -np.log(eps), np.log1p(others / true_p))
-        if renormalize:
-            p = p / p.sum(axis=1, keepdims=True)
+        if renormalize:  # K label columns: only the largest p can be near 1
+            total = p.sum(axis=1)
+            logp = np.log(np.clip(p / total[:, None], eps, 1.0))
+            rows = np.arange(len(p))
+            top = p.argmax(axis=1)
+            top_p = p[rows, top]
+            others = np.where(np.arange(p.shape[1]) == top[:, None], 0.0, p).sum(axis=1)
+            ok = top_p / total >= eps
+            logp[rows[ok], top[ok]] = -np.log1p(others[ok] / top_p[ok])
+            return -_xlogy(y, logp).sum(axis=1)
         logp = np.log(np.clip(p, eps, 1.0))
         if y.ndim == 1:
             return -_one_hot_take(logp, y)

@@ -942,14 +942,7 @@ def test_cce_renormalize_rescales_rows():
     assert (e.row, e.role, e.index, e.value) == (0, "prediction", 0, 2.0)
 
 
-RENORM_ONEHOT_BUG = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="core bug: cce:renormalize=true with K label columns computes ln(p_k / sum(p)) after "
-           "rounding the sum and the quotient; a confident row (p_y = 1 - 1e-7) is off by a relative "
-           "7e-9 (the class-index path uses log1p(sum of the other p / p_y) and is exact enough)")
-
-
-@pytest.mark.parametrize("labels", ["index", pytest.param("onehot", marks=RENORM_ONEHOT_BUG)])
+@pytest.mark.parametrize("labels", ["index", "onehot"])
 @pytest.mark.parametrize("K", [2, 1000])
 def test_cce_renormalize_confident_row_vs_mpmath(K, labels):
     p = np.zeros((1, K))
