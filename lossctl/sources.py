@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import InputError, UsageError
+from .errors import InputError, InvalidInput, UsageError
 
 CSV_EXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": ","}
 PARQUET_EXT = {".parquet", ".pq", ".parq"}
@@ -404,8 +404,6 @@ class Reader:
 
     def _locate_bad_value(self, block: _Block, columns: list[str], first_row: int) -> None:
         """Re-parse a failing block as text to name the row, column and value that is not a number."""
-        from .errors import InvalidInput
-
         read, parse, convert = self._csv_options(columns, pa.string(), block)
         table = pacsv.read_csv(block.buffer(), read_options=read, parse_options=parse,
                                convert_options=convert)
