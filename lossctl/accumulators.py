@@ -77,7 +77,8 @@ def exact_sum_scaled(x: np.ndarray) -> tuple[int, float]:
             # rare: inf/nan (after an overflow upstream) or values near the float64 limit
             top = np.isin(exp & 0x7FF, np.arange(_HUGE_EXP, 0x7FF))
             total += sum(int(v) for v in block[top].tolist()) << _SCALE
-            special += float(np.sum(block[~np.isfinite(block)]))
+            with np.errstate(invalid="ignore"):  # inf + -inf is nan, as it should be
+                special += float(np.sum(block[~np.isfinite(block)]))
             for b in range(_HUGE_EXP, 0x800):
                 sh[b] = sl[b] = sh[b + 0x800] = sl[b + 0x800] = 0.0
         total += _fold(sh) + _fold(sl)
