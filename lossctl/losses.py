@@ -271,10 +271,6 @@ def _outside_unit(a: Array, _: dict) -> Array:
     return (a < 0.0) | (a > 1.0)
 
 
-def _binary_label(a: Array, _: dict) -> Array:
-    return _outside_unit(a, _)
-
-
 def _hinge_label(a: Array, _: dict) -> Array:
     return _outside_unit(a, _) & (a != -1.0)
 
@@ -313,7 +309,7 @@ def _bad_dist_rows(a: Array, params: dict) -> Array:
 
 
 UNIT_P = Check("prediction", "probability outside [0, 1]", _outside_unit)
-BINARY_Z = Check("label", "binary label outside [0, 1]", _binary_label)
+BINARY_Z = Check("label", "binary label outside [0, 1]", _outside_unit)
 DIST_T = Check("label", "label probability outside [0, 1]", _dist_outside_unit)
 DIST_SUM_T = Check("label", "label row does not sum to 1 (tolerance 1e-6)", _bad_dist_rows)
 P_SUM = Check("prediction", "probability row does not sum to 1 (tolerance 1e-6; with "

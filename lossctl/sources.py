@@ -293,10 +293,6 @@ class Reader:
     def parquet_types(self) -> dict[str, pa.DataType]:
         return {f.name: f.type for f in self._pf.schema_arrow} if self._pf else {}
 
-    @property
-    def row_groups(self) -> int:
-        return self._pf.num_row_groups if self._pf else 0
-
     # -- batches -------------------------------------------------------------
 
     def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
