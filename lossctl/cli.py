@@ -17,9 +17,9 @@ import click
 
 from . import __version__
 from .errors import LossctlError
+from .report import FORMATS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-FORMAT_CHOICES = ("table", "json", "csv", "tsv", "markdown", "value")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -106,7 +106,7 @@ def _use_color() -> bool:
               help="Loss to compute, e.g. mse or huber:delta=2; repeat or comma-separate. "
                    "Default: chosen from the columns (see the report).")
 @click.option("-w", "--weight", metavar="COL", help="Sample-weight column (finite, >= 0).")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMAT_CHOICES),
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS),
               help="Output format. Default: table on a terminal, json otherwise.")
 @click.option("--nan", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="Missing, NaN or infinite values: fail, or skip the row (counted).")
@@ -183,21 +183,9 @@ def losses_cmd(fmt: str | None, debug: bool) -> None:
     """List the loss catalogue: names, aliases, parameters, formulas and columns needed."""
     import json
 
-    from .losses import AMBIGUOUS, CATALOGUE
+    from .losses import describe_catalogue
 
-    needs = {"value": "1 column", "binary": "1 column in [0, 1]", "class": "class index in [0, K)",
-             "dist": "K columns (distribution)", "class_or_dist": "class index or K columns",
-             "vector": "K columns or a list column"}
-    rows = []
-    for d in CATALOGUE:
-        aliases = [a for a in d.aliases] + [a for a, names in AMBIGUOUS.items()
-                                            if d.name in names and a not in d.aliases]
-        rows.append({
-            "name": d.name, "aliases": aliases, "task": d.task, "formula": d.formula,
-            "params": {p.name: p.default for p in d.params},
-            "label": needs[d.label], "prediction": needs.get(d.pred, "1 column"),
-            "description": d.doc,
-        })
+    rows = describe_catalogue()
     fmt = fmt or ("table" if _stdout_is_tty() else "json")
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))

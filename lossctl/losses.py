@@ -506,6 +506,25 @@ def _fmt(v: Any) -> str:
     return repr(v) if isinstance(v, float) and not float(v).is_integer() else str(v)
 
 
+_NEEDS = {"value": "1 column", "binary": "1 column in [0, 1]", "class": "class index in [0, K)",
+          "dist": "K columns (distribution)", "class_or_dist": "class index or K columns",
+          "vector": "K columns or a list column"}
+
+
+def describe_catalogue() -> list[dict[str, Any]]:
+    """One plain dict per loss (for ``lossctl losses``): names, parameters, columns, formula."""
+    rows = []
+    for d in CATALOGUE:
+        aliases = list(d.aliases) + [a for a, names in AMBIGUOUS.items()
+                                     if d.name in names and a not in d.aliases]
+        rows.append({
+            "name": d.name, "aliases": aliases, "task": d.task, "formula": d.formula,
+            "params": {p.name: p.default for p in d.params},
+            "label": _NEEDS[d.label], "prediction": _NEEDS[d.pred], "description": d.doc,
+        })
+    return rows
+
+
 def all_names() -> list[str]:
     """Every loss name and alias, for help texts and suggestions."""
     return sorted(set(_BY_NAME) | set(_ALIASES) | set(AMBIGUOUS))

@@ -10,10 +10,12 @@ import csv
 import io
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .engine import Report
+
+if TYPE_CHECKING:  # importing the engine would load NumPy and pyarrow
+    from .engine import Report
 
 FORMATS = ("table", "json", "csv", "tsv", "markdown", "value")
 
