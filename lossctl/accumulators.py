@@ -35,7 +35,7 @@ _NONFINITE_BINS = (0x7FF, 0xFFF)
 # |x| >= 2**1007: 2**16 high parts of such values could overflow a float bin sum,
 # so these (rare) values are added as Python integers instead
 _HUGE_EXP = 2030
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class _Workspace(threading.local):
@@ -163,6 +163,129 @@ class ExactSum:
         return cls(int(data["scaled"], 16), float(data["nonfinite"]))
 
 
+class GroupedSum:
+    """Exact sums per group (a slice, or a bootstrap bucket), vectorised over a chunk.
+
+    The same split as :func:`exact_sum_scaled`, with the bin index extended
+    by the group: ``slot(exponent) * groups + group``.  Only exponents that
+    occur get a slot, so ``groups x slots`` stays small.  Each bin's sums are
+    integers in the unit of their exponent and go into int64 counters; every
+    ``_FLUSH_ROWS`` rows the counters are folded into Python integers (units
+    of 2**-1074) before they could overflow.
+    """
+
+    _FLUSH_ROWS = 1 << 25  # 2**37 * 2**25 < 2**63: int64 counters cannot overflow
+
+    def __init__(self, groups: int = 0) -> None:
+        self.groups = groups
+        self.slot_of = np.full(4096, -1, dtype=np.int64)  # biased exponent (with sign) -> slot
+        self.exps: list[int] = []  # biased exponent of each slot
+        self.hi = np.zeros((0, groups), dtype=np.int64)
+        self.lo = np.zeros((0, groups), dtype=np.int64)
+        self.ints = [0] * groups  # folded exact sums, units of 2**-1074
+        self.nonfinite = np.zeros(groups)
+        self._pending = 0
+
+    def grow(self, groups: int) -> None:
+        """Make room for group codes below ``groups``."""
+        if groups <= self.groups:
+            return
+        extra = groups - self.groups
+        self.hi = np.pad(self.hi, ((0, 0), (0, extra)))
+        self.lo = np.pad(self.lo, ((0, 0), (0, extra)))
+        self.ints.extend([0] * extra)
+        self.nonfinite = np.pad(self.nonfinite, (0, extra))
+        self.groups = groups
+
+    def _slots(self, exp: np.ndarray) -> np.ndarray:
+        slots = self.slot_of[exp]
+        if (slots < 0).any():
+            for e in np.unique(exp[slots < 0] & 0x7FF).tolist():
+                self.slot_of[e] = self.slot_of[e | 0x800] = len(self.exps)
+                self.exps.append(e)
+            zeros = np.zeros((len(self.exps) - len(self.hi), self.groups), dtype=np.int64)
+            self.hi = np.vstack([self.hi, zeros])
+            self.lo = np.vstack([self.lo, zeros])
+            slots = self.slot_of[exp]
+        return slots
+
+    def add(self, x: np.ndarray, groups: np.ndarray) -> None:
+        """Add ``x[i]`` to group ``groups[i]`` (codes below ``self.groups``), exactly."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        for start in range(0, x.size, BLOCK):
+            self._add_block(x[start:start + BLOCK], groups[start:start + BLOCK])
+
+    def _add_block(self, x: np.ndarray, groups: np.ndarray) -> None:
+        bits = x.view(np.uint64)
+        exp = (bits >> np.uint64(52)).astype(np.int64)
+        biased = exp & 0x7FF
+        rare = biased >= _HUGE_EXP
+        if rare.any():  # inf/nan after an overflow, or values near the float64 limit
+            for v, g in zip(x[rare].tolist(), groups[rare].tolist(), strict=True):
+                if math.isfinite(v):
+                    self.ints[g] += int(v) << _SCALE
+                else:
+                    self.nonfinite[g] += v
+            x, groups, exp = x[~rare], groups[~rare], exp[~rare]
+            bits = x.view(np.uint64)
+        slots = self._slots(exp)
+        key = slots * self.groups + groups
+        hi = (bits & _HI_MASK).view(np.float64)
+        size = len(self.exps) * self.groups
+        sh = np.bincount(key, weights=hi, minlength=size).reshape(len(self.exps), self.groups)
+        sl = np.bincount(key, weights=x - hi, minlength=size).reshape(len(self.exps), self.groups)
+        # bin sums are integers in the unit of their exponent: scale them there exactly
+        unit = np.maximum(np.array(self.exps), 1) - 1075
+        self.hi += np.ldexp(sh, -(unit + 16)[:, None]).astype(np.int64)
+        self.lo += np.ldexp(sl, -unit[:, None]).astype(np.int64)
+        self._pending += len(x)
+        if self._pending >= self._FLUSH_ROWS:
+            self._flush()
+
+    def add_weighted(self, values: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> None:
+        """Add ``values * weights`` per group; products that overflow float64 are added exactly."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            products = values * weights
+        if not _all_finite(products):
+            over = np.isinf(products) & np.isfinite(values)
+            for i in np.flatnonzero(over).tolist():
+                self.ints[int(groups[i])] += exact_products_scaled(values[i:i + 1], weights[i:i + 1])
+            products = np.where(over | (weights == 0.0), 0.0, products)
+        self.add(products, groups)
+
+    def _flush(self) -> None:
+        """Fold the int64 counters into the exact Python integers."""
+        for s, e in enumerate(self.exps):
+            shift = max(e, 1) - 1
+            for g in np.flatnonzero(self.hi[s] | self.lo[s]).tolist():
+                self.ints[g] += (int(self.hi[s, g]) << (shift + 16)) + (int(self.lo[s, g]) << shift)
+        self.hi[:] = 0
+        self.lo[:] = 0
+        self._pending = 0
+
+    def totals(self) -> list[ExactSum]:
+        """The exact sum of every group."""
+        self._flush()
+        return [ExactSum(s, float(f)) for s, f in zip(self.ints, self.nonfinite.tolist(), strict=True)]
+
+    def add_totals(self, totals: Sequence[ExactSum], codes: Sequence[int] | None = None) -> None:
+        """Add exact sums group by group (``codes`` maps their groups to ours)."""
+        codes = range(len(totals)) if codes is None else codes
+        self.grow(max(codes, default=-1) + 1)
+        for c, t in zip(codes, totals, strict=True):
+            self.ints[c] += t.scaled
+            self.nonfinite[c] += t.nonfinite
+
+    def to_json(self) -> list:
+        return [t.to_json() for t in self.totals()]
+
+    @classmethod
+    def from_json(cls, data: list) -> GroupedSum:
+        g = cls()
+        g.add_totals([ExactSum.from_json(d) for d in data])
+        return g
+
+
 # --------------------------------------------------------------------------
 # Input preparation and checks
 # --------------------------------------------------------------------------
@@ -287,6 +410,153 @@ class Result:
         }
 
 
+class SliceKeys:
+    """The slices of ``--by`` columns: each distinct value tuple gets a code, in order of appearance.
+
+    One object is shared by the per-thread states of a run (codes are given
+    out by the reader thread); states from other runs are merged by key.
+    """
+
+    def __init__(self, columns: Sequence[str], limit: int = 10_000) -> None:
+        self.columns = list(columns)
+        self.limit = limit
+        self.keys: list[tuple] = []
+        self.index: dict[tuple, int] = {}
+
+    def code(self, key: tuple) -> int:
+        c = self.index.get(key)
+        if c is None:
+            if len(self.keys) >= self.limit:
+                cols = ", ".join(self.columns)
+                raise UsageError(f"--by {cols} has more than {self.limit} distinct values; "
+                                 f"raise --max-slices or slice by a coarser column")
+            c = self.index[key] = len(self.keys)
+            self.keys.append(key)
+        return c
+
+
+class _Groups:
+    """Exact per-group state of every kernel: rows, weight sum and loss sums."""
+
+    def __init__(self, kernels: Sequence[tuple], weighted: bool, groups: int = 0) -> None:
+        self.rows = np.zeros(groups, dtype=np.int64)
+        self.weight = GroupedSum(groups) if weighted else None
+        self.sums = {k: GroupedSum(groups) for k in kernels}
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+    def grow(self, groups: int) -> None:
+        if groups > self.size:
+            self.rows = np.pad(self.rows, (0, groups - self.size))
+            for s in self._all():
+                s.grow(groups)
+
+    def _all(self) -> list[GroupedSum]:
+        return list(self.sums.values()) + ([self.weight] if self.weight is not None else [])
+
+    def add_rows(self, codes: np.ndarray, w: np.ndarray | None) -> None:
+        self.rows += np.bincount(codes, minlength=self.size)
+        if self.weight is not None:
+            self.weight.add(w, codes)
+
+    def weight_totals(self) -> list[ExactSum]:
+        if self.weight is not None:
+            return self.weight.totals()
+        return [ExactSum(int(n) << _SCALE) for n in self.rows.tolist()]
+
+    def merge(self, other: _Groups, codes: Sequence[int] | None = None) -> None:
+        """Add ``other``'s groups (``codes`` maps them to ours; default: the same codes)."""
+        idx = np.arange(other.size) if codes is None else np.asarray(codes, dtype=np.int64)
+        self.grow(int(idx.max()) + 1 if idx.size else 0)
+        np.add.at(self.rows, idx, other.rows)
+        for mine, theirs in zip(self._all(), other._all(), strict=True):
+            mine.add_totals(theirs.totals(), idx.tolist())
+
+    def to_json(self, names: dict[tuple, str]) -> dict:
+        return {"rows": self.rows.tolist(),
+                "weight": self.weight.to_json() if self.weight is not None else None,
+                "sums": {names[k]: s.to_json() for k, s in self.sums.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict, names: dict[tuple, str]) -> _Groups:
+        g = cls(list(names), data["weight"] is not None, len(data["rows"]))
+        g.rows = np.array(data["rows"], dtype=np.int64)
+        if g.weight is not None:
+            g.weight = GroupedSum.from_json(data["weight"])
+            g.weight.grow(g.size)
+        for k, name in names.items():
+            g.sums[k] = GroupedSum.from_json(data["sums"][name])
+            g.sums[k].grow(g.size)
+        return g
+
+
+@dataclass
+class RowInfo:
+    """Where a chunk's rows come from, for ``--top``: file, first row in it, kept columns."""
+
+    source: str
+    first_row: int  # 0-based data row of the chunk's first row in its file
+    kept: Any = None  # an Arrow batch of the --keep columns, or None
+    rows: np.ndarray | None = None  # offsets of the chunk's rows from first_row, if not 0..n-1
+
+
+class TopRows:
+    """The N worst rows of one loss, kept in bounded memory (a running top-N).
+
+    Ties are broken by file name and row, so the list does not depend on
+    chunking, threads or the order states are merged in.
+    """
+
+    def __init__(self, key: str, n: int, higher_is_better: bool = False) -> None:
+        self.key = key
+        self.n = n
+        self.sign = -1.0 if higher_is_better else 1.0
+        self.rows: list[tuple[float, str, int, dict]] = []  # (value, file, row, kept)
+
+    def _order(self, r: tuple) -> tuple:
+        v = r[0] * self.sign
+        return (-(math.inf if math.isnan(v) else v), r[1], r[2])
+
+    def add(self, values: np.ndarray, idx: np.ndarray, info: RowInfo) -> None:
+        """Offer per-row ``values`` of rows ``idx`` (indices in the chunk) of ``info``."""
+        n = min(self.n, len(values))
+        if n == 0:
+            return
+        score = np.where(np.isnan(values), np.inf, values * self.sign)
+        if len(values) > n:
+            cand = np.argpartition(-score, n - 1)[:n]
+            # every row tied with the n-th best is a candidate, so ties resolve by row
+            cand = np.flatnonzero(score >= score[cand].min())
+        else:
+            cand = np.arange(len(values))
+        rows = idx[cand]
+        kept = info.kept.take(rows).to_pylist() if info.kept is not None else [{}] * len(rows)
+        offsets = rows if info.rows is None else info.rows[rows]
+        for v, r, k in zip(values[cand].tolist(), offsets.tolist(), kept, strict=True):
+            self.rows.append((v, info.source, info.first_row + r, k))
+        self._trim()
+
+    def _trim(self) -> None:
+        self.rows.sort(key=self._order)
+        del self.rows[self.n:]
+
+    def merge(self, other: TopRows) -> None:
+        self.rows.extend(other.rows)
+        self._trim()
+
+    def to_json(self) -> dict:
+        return {"loss": self.key, "n": self.n, "sign": self.sign,
+                "rows": [[repr(v), f, r, k] for v, f, r, k in self.rows]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> TopRows:
+        t = cls(data["loss"], data["n"], data["sign"] < 0)
+        t.rows = [(float(v), f, r, k) for v, f, r, k in data["rows"]]
+        return t
+
+
 class EvalState:
     """Exact running state of several losses over one stream of rows.
 
@@ -295,10 +565,16 @@ class EvalState:
     across updates so a bad value is reported by its row in the stream.  With
     ``nan="skip"`` a row with a missing, NaN or infinite label or prediction,
     or a missing weight, is dropped for every loss and counted.
+
+    Optional extras, all exact and mergeable: per-slice sums (``slices``, the
+    codes of each row given to ``update``), per-bucket sums for bootstrap
+    intervals (``buckets`` > 0, each row's bucket given to ``update``), and a
+    running top-N of one loss (``top``).
     """
 
     def __init__(self, losses: Sequence[Loss], label_width: int = 1, pred_width: int = 1,
-                 weighted: bool = False, nan: str = "error") -> None:
+                 weighted: bool = False, nan: str = "error", slices: SliceKeys | None = None,
+                 buckets: int = 0, seed: int = 0, top: tuple[str, int] | None = None) -> None:
         if not losses:
             raise UsageError("no loss to compute")
         if nan not in ("error", "skip"):
@@ -324,15 +600,41 @@ class EvalState:
         self._checks = list(checks.values())
         self._class_index = _needs_class_index(self.losses, label_width)
         self._on_diff = any(l.definition.on_diff for l in self._kernels.values())
+        self.slice_keys = slices
+        self.slices = _Groups(list(self._kernels), weighted) if slices is not None else None
+        self.buckets = buckets
+        self.seed = seed
+        self.bucket_sums = _Groups(list(self._kernels), weighted, buckets) if buckets else None
+        self.top: TopRows | None = None
+        if top is not None:
+            key, n = top
+            loss = self.loss(key)
+            self.top = TopRows(loss.key, n, loss.definition.higher_is_better)
+
+    def loss(self, key: str) -> Loss:
+        """The loss this state computes under ``key`` (as written, or canonical)."""
+        for l in self.losses:
+            if key in (l.key, l.canonical):
+                return l
+        raise UsageError(f"{key!r} is not one of the losses computed "
+                         f"({', '.join(l.key for l in self.losses)})")
 
     # -- update -------------------------------------------------------------
 
-    def update(self, y: Any, p: Any, w: Any = None, first_row: int | None = None) -> None:
+    def update(self, y: Any, p: Any, w: Any = None, first_row: int | None = None, *,
+               slices: np.ndarray | None = None, buckets: np.ndarray | None = None,
+               drop: np.ndarray | None = None, info: RowInfo | None = None,
+               per_row: bool = False) -> dict[str, np.ndarray] | None:
         """Add one chunk of rows.
 
         ``first_row`` is the chunk's row index in the stream (for error
         messages), by default the number of rows this state has seen; give it
         when chunks of one stream are spread over several states.
+        ``slices``/``buckets`` are each row's slice code and bucket;
+        ``drop`` marks rows to skip like non-finite ones (with ``nan="skip"``:
+        a paired comparison drops a row bad in either model); ``info`` names
+        the rows for ``--top``.  With ``per_row`` the per-row losses are
+        returned (NaN for skipped rows).
         """
         y = _as_float(y, "label", self.label_width)
         p = _as_float(p, "prediction", self.pred_width)
@@ -346,6 +648,10 @@ class EvalState:
                 raise UsageError(f"weight length {len(w)} != {len(y)} rows")
         elif w is not None:
             raise UsageError("this state is unweighted: create it with weighted=True")
+        if (self.slices is not None) != (slices is not None):
+            raise UsageError("pass slice codes exactly when the state has slices")
+        if (self.bucket_sums is not None) != (buckets is not None):
+            raise UsageError("pass buckets exactly when the state has buckets")
         n = len(y)
         problems = _Problems(self.rows_seen if first_row is None else first_row)
         rows = None
@@ -353,24 +659,37 @@ class EvalState:
         if w is not None and not _all_finite(w):
             problems.check("weight must be finite", "weight", w, np.isinf(w))
         arrays = [("label", y), ("prediction", p)] + ([("weight", w)] if w is not None else [])
-        if not all(_all_finite(a) for _, a in arrays):
-            if self.nan == "error":
+        if drop is not None or not all(_all_finite(a) for _, a in arrays):
+            if self.nan == "error" and not all(_all_finite(a) for _, a in arrays):
                 for role, a in arrays:
                     problems.check("missing or non-finite value (use --nan skip to drop such rows)",
                                    role, a, ~np.isfinite(a))
                 self._validate(y, p, w, problems)
                 problems.raise_first()
-            keep = np.ones(n, dtype=bool)
+            keep = np.ones(n, dtype=bool) if drop is None else ~drop
             for _, a in arrays:
                 keep &= ~_nonfinite_rows(a)
             rows = np.flatnonzero(keep)
             y, p = y[keep], p[keep]
             w = w[keep] if w is not None else None
+            slices = slices[keep] if slices is not None else None
+            buckets = buckets[keep] if buckets is not None else None
             self.rows_skipped += n - len(y)
         self._validate(y, p, w, problems, rows)
         problems.raise_first()
         self.rows_seen += n
-        self._accumulate(y, p, w)
+        values = self._accumulate(y, p, w, slices, buckets, info, rows, per_row)
+        if not per_row:
+            return None
+        out = {}
+        for loss in self.losses:
+            v = values[loss.rows_key]
+            if rows is not None:
+                full = np.full(n, np.nan)
+                full[rows] = v
+                v = full
+            out[loss.key] = v
+        return out
 
     def _validate(self, y: np.ndarray, p: np.ndarray, w: np.ndarray | None, problems: _Problems,
                   rows: np.ndarray | None = None) -> None:
@@ -385,8 +704,16 @@ class EvalState:
             values = y if check.role == "label" else p
             problems.check(check.reason, check.role, values, check.bad(values, params), rows)
 
-    def _accumulate(self, y: np.ndarray, p: np.ndarray, w: np.ndarray | None) -> None:
+    def _accumulate(self, y: np.ndarray, p: np.ndarray, w: np.ndarray | None,
+                    slices: np.ndarray | None, buckets: np.ndarray | None, info: RowInfo | None,
+                    rows: np.ndarray | None, keep_values: bool) -> dict[tuple, np.ndarray]:
         n = len(y)
+        groups = [(g, c) for g, c in ((self.slices, slices), (self.bucket_sums, buckets))
+                  if g is not None]
+        if self.slices is not None and self.slice_keys is not None:
+            self.slices.grow(len(self.slice_keys.keys))
+        top_key = self.loss(self.top.key).rows_key if self.top is not None else None
+        kept: dict[tuple, list[np.ndarray]] = {}
         step = max(1, _KERNEL_ROWS // max(self.pred_width, self.label_width))
         with np.errstate(over="ignore", under="ignore"):
             for start in range(0, n, step):
@@ -399,35 +726,72 @@ class EvalState:
                         self.sums[key].add_weighted(values, ws)
                     else:
                         self.sums[key].add(values)
+                    for g, codes in groups:
+                        cs = codes[start:start + step]
+                        if ws is not None:
+                            g.sums[key].add_weighted(values, ws, cs)
+                        else:
+                            g.sums[key].add(values, cs)
+                    if key == top_key and info is not None:
+                        idx = np.arange(start, start + len(values))
+                        self.top.add(values, idx if rows is None else rows[idx], info)
+                    if keep_values:
+                        kept.setdefault(key, []).append(values)
         if w is not None:
             self.weight_sum.add(w)
         else:
             self.weight_sum.add_count(n)
+        for g, codes in groups:
+            g.add_rows(codes, w)
         self.rows += n
+        return {k: (np.concatenate(v) if v else np.empty(0)) for k, v in kept.items()} \
+            if keep_values else {}
 
     # -- merge / result -----------------------------------------------------
 
     def empty_copy(self) -> EvalState:
-        """A new, empty state of the same definition (for parallel workers and shards)."""
-        return EvalState(self.losses, self.label_width, self.pred_width, self.weighted, self.nan)
+        """A new, empty state of the same definition (for parallel workers and shards).
+
+        The copy shares this state's slice keys, so worker threads agree on codes.
+        """
+        top = (self.top.key, self.top.n) if self.top is not None else None
+        return EvalState(self.losses, self.label_width, self.pred_width, self.weighted, self.nan,
+                         self.slice_keys, self.buckets, self.seed, top)
 
     def signature(self) -> dict:
         """What two states must share to be merged."""
         return {"losses": [l.canonical for l in self.losses], "label_width": self.label_width,
-                "pred_width": self.pred_width, "weighted": self.weighted, "nan": self.nan}
+                "pred_width": self.pred_width, "weighted": self.weighted, "nan": self.nan,
+                "by": self.slice_keys.columns if self.slice_keys is not None else None,
+                "buckets": self.buckets, "seed": self.seed,
+                "top": [self.top.key, self.top.n] if self.top is not None else None}
 
     def merge(self, other: EvalState) -> EvalState:
         """Fold ``other`` into this state (exact: order does not matter)."""
-        if other.signature() != self.signature():
-            raise UsageError(f"cannot merge states of different definitions: "
-                             f"{self.signature()} vs {other.signature()}")
+        mine, theirs = self.signature(), other.signature()
+        if mine != theirs:
+            diff = ", ".join(f"{k}: {mine[k]!r} vs {theirs[k]!r}" for k in mine if mine[k] != theirs[k])
+            raise UsageError(f"cannot merge states of different definitions ({diff})")
         self.rows_seen += other.rows_seen
         self.rows += other.rows
         self.rows_skipped += other.rows_skipped
         self.weight_sum.merge(other.weight_sum)
         for key, s in self.sums.items():
             s.merge(other.sums[key])
+        if self.slices is not None and other.slices is not None:
+            if other.slice_keys is self.slice_keys:
+                self.slices.merge(other.slices)
+            else:
+                codes = [self.slice_keys.code(k) for k in other.slice_keys.keys]
+                self.slices.merge(other.slices, codes)
+        if self.bucket_sums is not None and other.bucket_sums is not None:
+            self.bucket_sums.merge(other.bucket_sums)
+        if self.top is not None and other.top is not None:
+            self.top.merge(other.top)
         return self
+
+    def _values(self, sums: dict[tuple, ExactSum], weight: ExactSum) -> dict[str, float]:
+        return {l.key: l.finish(sums[l.rows_key].mean(weight)) for l in self.losses}
 
     def result(self) -> Result:
         """The weighted mean of every loss; raises InputError on empty or zero-weight input."""
@@ -436,15 +800,41 @@ class EvalState:
             raise InputError(f"no rows to evaluate{extra}")
         if self.weight_sum.scaled == 0 and not self.weight_sum.nonfinite:
             raise InputError(f"the weights of all {self.rows} rows sum to zero")
-        values = {}
-        for loss in self.losses:
-            values[loss.key] = loss.finish(self.sums[loss.rows_key].mean(self.weight_sum))
-        return Result(values, self.rows, self.rows_skipped, self.weight_sum.value, self.losses)
+        return Result(self._values(self.sums, self.weight_sum), self.rows, self.rows_skipped,
+                      self.weight_sum.value, self.losses)
+
+    def slice_results(self) -> list[dict]:
+        """One entry per slice: its key, rows, weight sum and loss values (NaN at zero weight)."""
+        if self.slices is None or self.slice_keys is None:
+            return []
+        g = self.slices
+        g.grow(len(self.slice_keys.keys))
+        weights = g.weight_totals()
+        totals = {k: s.totals() for k, s in g.sums.items()}
+        out = []
+        for i, key in enumerate(self.slice_keys.keys):
+            w = weights[i]
+            zero = w.scaled == 0 and not w.nonfinite
+            values = {l.key: math.nan for l in self.losses} if zero else \
+                self._values({k: t[i] for k, t in totals.items()}, w)
+            out.append({"key": dict(zip(self.slice_keys.columns, key, strict=True)),
+                        "rows": int(g.rows[i]), "weight_sum": w.value, "values": values})
+        return out
+
+    def bucket_arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per-bucket loss sums (per loss key) and weight sums, as float arrays, for the bootstrap."""
+        if self.bucket_sums is None:
+            raise UsageError("this state keeps no buckets (evaluate with --ci)")
+        g = self.bucket_sums
+        weights = np.array([t.value for t in g.weight_totals()])
+        sums = {k: np.array([t.value for t in s.totals()]) for k, s in g.sums.items()}
+        return {l.key: sums[l.rows_key] for l in self.losses}, weights
 
     # -- serialisation ------------------------------------------------------
 
     def to_json(self) -> dict:
         """A JSON-able, lossless snapshot of the state."""
+        names = {k: l.canonical for k, l in self._kernels.items()}
         return {
             "version": STATE_VERSION,
             "losses": [l.to_json() for l in self.losses],
@@ -456,7 +846,13 @@ class EvalState:
             "rows": self.rows,
             "rows_skipped": self.rows_skipped,
             "weight_sum": self.weight_sum.to_json(),
-            "sums": {self._kernels[k].canonical: s.to_json() for k, s in self.sums.items()},
+            "sums": {names[k]: s.to_json() for k, s in self.sums.items()},
+            "slices": None if self.slices is None or self.slice_keys is None else {
+                "by": self.slice_keys.columns, "limit": self.slice_keys.limit,
+                "keys": [list(k) for k in self.slice_keys.keys], **self.slices.to_json(names)},
+            "buckets": None if self.bucket_sums is None else {
+                "count": self.buckets, "seed": self.seed, **self.bucket_sums.to_json(names)},
+            "top": self.top.to_json() if self.top is not None else None,
         }
 
     @classmethod
@@ -465,11 +861,27 @@ class EvalState:
             raise UsageError(f"unsupported state version {data.get('version')!r} "
                              f"(this lossctl reads version {STATE_VERSION})")
         losses = [Loss.from_json(d) for d in data["losses"]]
-        state = cls(losses, data["label_width"], data["pred_width"], data["weighted"], data["nan"])
+        sl, bk, top = data.get("slices"), data.get("buckets"), data.get("top")
+        keys = None
+        if sl is not None:
+            keys = SliceKeys(sl["by"], sl["limit"])
+            for k in sl["keys"]:
+                keys.code(tuple(k))
+        state = cls(losses, data["label_width"], data["pred_width"], data["weighted"], data["nan"],
+                    keys, bk["count"] if bk else 0, bk["seed"] if bk else 0,
+                    (top["loss"], top["n"]) if top else None)
         state.rows_seen = data["rows_seen"]
         state.rows = data["rows"]
         state.rows_skipped = data["rows_skipped"]
         state.weight_sum = ExactSum.from_json(data["weight_sum"])
-        for key, loss in state._kernels.items():
-            state.sums[key] = ExactSum.from_json(data["sums"][loss.canonical])
+        names = {k: l.canonical for k, l in state._kernels.items()}
+        for key, name in names.items():
+            state.sums[key] = ExactSum.from_json(data["sums"][name])
+        if sl is not None:
+            state.slices = _Groups.from_json(sl, names)
+        if bk is not None:
+            state.bucket_sums = _Groups.from_json(bk, names)
+            state.bucket_sums.grow(state.buckets)
+        if top is not None:
+            state.top = TopRows.from_json(top)
         return state

@@ -14,7 +14,7 @@ import glob
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -295,8 +295,13 @@ class Reader:
 
     # -- batches -------------------------------------------------------------
 
-    def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
-        """Yield record batches holding ``columns`` (CSV values parsed as float64), in file order."""
+    def batches(self, columns: list[str], text: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+        """Yield record batches holding ``columns``, in file order.
+
+        CSV values are parsed as float64, except the ``text`` columns (slice
+        keys, kept columns, join keys), read as strings: the same value then
+        has the same type in every block and file.
+        """
         s = self.source
         if s.format == "parquet":
             assert self._pf is not None
@@ -305,11 +310,11 @@ class Reader:
                 self._rows_done += batch.num_rows
                 yield batch
             return
-        yield from self._csv_batches(columns)
+        yield from self._csv_batches(columns, set(text))
 
     # -- CSV: newline-aligned blocks parsed in parallel -----------------------
 
-    def _csv_options(self, columns: list[str], types: pa.DataType, block: _Block
+    def _csv_options(self, columns: list[str], types: dict[str, pa.DataType], block: _Block
                      ) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
         # one pyarrow block per block of ours: it already ends on a record boundary
         read = pacsv.ReadOptions(column_names=self.columns, use_threads=False,
@@ -317,7 +322,7 @@ class Reader:
         parse = pacsv.ParseOptions(delimiter=self.source.delimiter,
                                    newlines_in_values=block.quoted)
         convert = pacsv.ConvertOptions(include_columns=columns,
-                                       column_types={c: types for c in columns},
+                                       column_types=types,
                                        strings_can_be_null=True)
         return read, parse, convert
 
@@ -361,12 +366,13 @@ class Reader:
         finally:
             f.close()
 
-    def _parse_block(self, block: _Block, columns: list[str]) -> pa.Table:
-        read, parse, convert = self._csv_options(columns, pa.float64(), block)
+    def _parse_block(self, block: _Block, columns: list[str], text: set[str]) -> pa.Table:
+        types = {c: pa.string() if c in text else pa.float64() for c in columns}
+        read, parse, convert = self._csv_options(columns, types, block)
         return pacsv.read_csv(block.buffer(), read_options=read, parse_options=parse,
                               convert_options=convert)
 
-    def _csv_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    def _csv_batches(self, columns: list[str], text: set[str]) -> Iterator[pa.RecordBatch]:
         threads = min(4, os.cpu_count() or 1)
         pending: deque[tuple[bytes, Future]] = deque()
         rows = 0
@@ -374,11 +380,11 @@ class Reader:
             blocks = self._blocks()
             try:
                 for block in blocks:
-                    pending.append((block, pool.submit(self._parse_block, block, columns)))
+                    pending.append((block, pool.submit(self._parse_block, block, columns, text)))
                     while len(pending) > threads + 1:
-                        rows = yield from self._collect(pending, columns, rows)
+                        rows = yield from self._collect(pending, [c for c in columns if c not in text], rows)
                 while pending:
-                    rows = yield from self._collect(pending, columns, rows)
+                    rows = yield from self._collect(pending, [c for c in columns if c not in text], rows)
             except (pa.ArrowException, OSError) as e:
                 raise InputError(f"{self.source.name}: cannot read as CSV: {_short(e)}") from None
             finally:
@@ -400,7 +406,7 @@ class Reader:
 
     def _locate_bad_value(self, block: _Block, columns: list[str], first_row: int) -> None:
         """Re-parse a failing block as text to name the row, column and value that is not a number."""
-        read, parse, convert = self._csv_options(columns, pa.string(), block)
+        read, parse, convert = self._csv_options(columns, dict.fromkeys(columns, pa.string()), block)
         table = pacsv.read_csv(block.buffer(), read_options=read, parse_options=parse,
                                convert_options=convert)
         best: tuple[int, str, str] | None = None

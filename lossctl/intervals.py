@@ -1,0 +1,135 @@
+"""Confidence intervals: a Poisson bootstrap over hashed row buckets.
+
+Each row goes to one of ``BUCKETS`` buckets by a hash of (its file's name,
+its row in that file, the seed), so the assignment does not depend on chunk
+size, threads or how the files are split across runs, and states of shards
+merge into the same buckets as one pass.  The state keeps exact per-bucket
+sums; at the end every replicate reweights the buckets by independent
+Poisson(1) counts (the bootstrap of large-scale evaluation systems: no
+resampling of rows, constant memory) and the interval is the percentile
+range of the replicates.  A paired comparison uses the same counts for both
+models, so the interval of their difference accounts for the pairing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+BUCKETS = 1000
+REPLICATES = 2000
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A well-mixed 64-bit hash of each value (wrapping uint64 arithmetic)."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def file_key(source: str) -> int:
+    """A stable number for a file: its base name (shards keep their names wherever they run)."""
+    return zlib.crc32(os.path.basename(source).encode())
+
+
+def bucket_ids(source: str, rows: np.ndarray, seed: int, buckets: int = BUCKETS) -> np.ndarray:
+    """The bucket of each of ``rows`` (0-based data rows) of file ``source``."""
+    base = np.array([(file_key(source) << 32) ^ (seed & 0xFFFF_FFFF)], dtype=np.uint64)
+    offset = _splitmix64(base)[0]
+    rows = rows.astype(np.uint64) + offset
+    return (_splitmix64(rows) % np.uint64(buckets)).astype(np.int64)
+
+
+def poisson_counts(buckets: int, seed: int, replicates: int = REPLICATES) -> np.ndarray:
+    """Poisson(1) weights of every bucket in every replicate, (replicates, buckets)."""
+    rng = np.random.default_rng([seed & 0xFFFF_FFFF, 0x1055C71])
+    return rng.poisson(1.0, size=(replicates, buckets)).astype(np.float64)
+
+
+Finish = Callable[[float], float]
+
+
+def replicates(counts: np.ndarray, sums: np.ndarray, weights: np.ndarray,
+               finish: Finish | None = None) -> np.ndarray:
+    """The loss value of every replicate: reweighted sums over reweighted weights."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = (counts @ sums) / (counts @ weights)
+    if finish is not None:
+        values = np.array([finish(v) if v >= 0 else math.nan for v in values.tolist()])
+    return values
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` range of the replicates (NaN if too few are defined)."""
+    ok = values[np.isfinite(values)]
+    if len(ok) < len(values) / 2:
+        return math.nan, math.nan
+    lo, hi = np.quantile(ok, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+
+
+def _finish(loss: Any) -> Finish | None:
+    return loss.definition.finish
+
+
+def loss_intervals(state: Any, counts: np.ndarray, confidence: float
+                   ) -> dict[str, tuple[float, float]]:
+    """A percentile interval for every loss of ``state`` (an EvalState with buckets)."""
+    sums, weights = state.bucket_arrays()
+    return {l.key: percentile_interval(replicates(counts, sums[l.key], weights, _finish(l)),
+                                       confidence)
+            for l in state.losses}
+
+
+def differences(base: Any, cand: Any, counts: np.ndarray | None, confidence: float
+                ) -> dict[str, dict[str, Any]]:
+    """Paired differences ``candidate - baseline`` per loss, with intervals from shared buckets.
+
+    ``relative`` is ``(candidate - baseline) / |baseline|``.  ``worse`` is
+    the direction of a regression (+1 when lower is better).  The verdict is
+    ``worse`` or ``better`` when the interval of the difference excludes 0,
+    else ``no significant change``.
+    """
+    b, c = base.result(), cand.result()
+    out: dict[str, dict[str, Any]] = {}
+    rep_b = rep_c = None
+    if counts is not None:
+        sums_b, w_b = base.bucket_arrays()
+        sums_c, w_c = cand.bucket_arrays()
+    for loss in cand.losses:
+        key = loss.key
+        diff = c.values[key] - b.values[key]
+        rel = diff / abs(b.values[key]) if b.values[key] else math.copysign(math.inf, diff) \
+            if diff else 0.0
+        entry: dict[str, Any] = {"baseline": b.values[key], "candidate": c.values[key],
+                                 "difference": diff, "relative": rel,
+                                 "higher_is_better": loss.definition.higher_is_better}
+        if counts is not None:
+            rep_b = replicates(counts, sums_b[key], w_b, _finish(loss))
+            rep_c = replicates(counts, sums_c[key], w_c, _finish(loss))
+            entry["ci"] = percentile_interval(rep_c - rep_b, confidence)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                entry["relative_ci"] = percentile_interval((rep_c - rep_b) / np.abs(rep_b),
+                                                           confidence)
+            entry["verdict"] = verdict(entry["ci"], loss.definition.higher_is_better)
+        out[key] = entry
+    return out
+
+
+def verdict(ci: tuple[float, float], higher_is_better: bool) -> str:
+    """``worse``, ``better`` or ``no significant change`` from the interval of candidate - baseline."""
+    lo, hi = ci
+    if math.isnan(lo):
+        return "no significant change"
+    up = lo > 0
+    down = hi < 0
+    if not (up or down):
+        return "no significant change"
+    return "worse" if up != higher_is_better else "better"
