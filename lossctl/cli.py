@@ -96,67 +96,408 @@ def _use_color() -> bool:
     return _stdout_is_tty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
+def _options(*decorators: Callable[..., Any]) -> Callable[..., Any]:
+    """Apply a group of Click options (shared by several commands) in the order written."""
+
+    def apply(f: Callable[..., Any]) -> Callable[..., Any]:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+columns_options = _options(
+    click.option("-l", "--label", required=True, metavar="COLS",
+                 help="Label column(s): name, 1-based index, glob (y_*), range (a:b), or a comma list."),
+    click.option("-p", "--pred", required=True, metavar="COLS",
+                 help="Prediction column(s), same syntax; K columns (or one list column) for "
+                      "multiclass."),
+    click.option("-m", "--loss", "losses", multiple=True, metavar="LOSS",
+                 help="Loss to compute, e.g. mse or huber:delta=2; repeat or comma-separate. "
+                      "Default: chosen from the columns (see the report)."),
+    click.option("-w", "--weight", metavar="COL", help="Sample-weight column (finite, >= 0)."),
+)
+
+reading_options = _options(
+    click.option("--nan", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+                 help="Missing, NaN or infinite values: fail, or skip the row (counted)."),
+    click.option("--chunk-size", type=click.IntRange(min=1), default=None, metavar="ROWS",
+                 help="Rows per chunk (memory bound; results do not depend on it).  "
+                      "[default: 65536]"),
+    click.option("--input-format", type=click.Choice(["csv", "tsv", "parquet"]),
+                 help="Read every input as this format (default: by extension or magic bytes)."),
+    click.option("--delimiter", metavar="CHAR", help="CSV field delimiter (default: by extension)."),
+    click.option("--no-header", is_flag=True,
+                 help="CSV without a header line: columns are named 1, 2, ... by position."),
+    click.option("--progress/--no-progress", default=None,
+                 help="Progress bar on stderr (default: only when stderr is a terminal)."),
+)
+
+join_options = _options(
+    click.option("--key", metavar="COL",
+                 help="Join the files by this column (same name in both) instead of row by row. "
+                      "The joined file is held in memory: memory grows with it, not with FILE."),
+    click.option("--missing", type=click.Choice(["error", "skip"]), default="error",
+                 show_default=True,
+                 help="Rows of FILE whose key is not in the joined file: fail, or skip them "
+                      "(counted)."),
+)
+
+format_option = click.option("-f", "--format", "fmt", type=click.Choice(FORMATS),
+                             help="Output format. Default: table on a terminal, json otherwise.")
+
+check_options = _options(
+    click.option("--fail-if", "fail_if", multiple=True, metavar="'LOSS OP N'",
+                 help="Exit 1 if the check holds, e.g. 'mse > 0.25' (OP: < <= > >=). Repeatable."),
+    click.option("--checks", "checks_file", metavar="FILE",
+                 help="Checks from a TOML or JSON file (fail_if, max_increase, max_regression, "
+                      "baseline)."),
+    click.option("--junit", metavar="FILE", help="Write the checks as JUnit XML to FILE."),
+)
+
+interval_options = _options(
+    click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                 default=0.95, show_default=True, help="Confidence level of the intervals."),
+    click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="Seed of the row buckets and the bootstrap (same seed: same intervals)."),
+)
+
+slice_options = _options(
+    click.option("--by", metavar="COLS",
+                 help="Report every loss per slice: each value (or combination) of these columns."),
+    click.option("--min-slice-rows", type=click.IntRange(min=0), default=0, metavar="N",
+                 help="Hide slices with fewer rows (they are counted in the report)."),
+    click.option("--sort", "sort_by", metavar="LOSS", help="Order slices by this loss, worst first."),
+    click.option("--max-slices", type=click.IntRange(min=1), default=10_000, show_default=True,
+                 metavar="N", help="Fail (exit 2) when --by finds more distinct slices."),
+)
+
+top_option = click.option("--top", nargs=2, type=(click.IntRange(min=1), str), metavar="N LOSS",
+                          help="List the N rows with the worst LOSS (with --keep columns).")
+keep_option = click.option("--keep", metavar="COLS",
+                           help="Columns carried to per-row output and --top lists (an id, a segment).")
+
+
+def _delimiter(delimiter: str | None) -> str | None:
+    if delimiter is None:
+        return None
+    delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
+    if len(delimiter) != 1:
+        raise click.BadParameter("must be one character", param_hint="--delimiter")
+    return delimiter
+
+
+def _request(files: list[str], o: dict[str, Any], **extra: Any) -> Any:
+    """The engine request for the options every reading command shares."""
+    from .engine import DEFAULT_CHUNK_ROWS, Request
+
+    return Request(
+        paths=files, label=o["label"], pred=o["pred"], losses=list(o["losses"]),
+        weight=o["weight"], nan=o["nan"],
+        chunk_rows=o["chunk_size"] or DEFAULT_CHUNK_ROWS, input_format=o["input_format"],
+        delimiter=_delimiter(o["delimiter"]), header=not o["no_header"], **extra)
+
+
+def _checks(o: dict[str, Any], baseline: str | None = None, max_increase: tuple = (),
+            max_regression: tuple = ()) -> Any:
+    from .gate import Checks, load_checks_file, merge_checks, parse_threshold, parse_tolerance
+
+    given = Checks([parse_threshold(t) for t in o["fail_if"]],
+                   [parse_tolerance(t, "--max-increase") for t in max_increase],
+                   [parse_tolerance(t, "--max-regression") for t in max_regression], baseline)
+    if o["checks_file"]:
+        return merge_checks(load_checks_file(o["checks_file"]), given)
+    return given
+
+
+def _run(req: Any, progress: bool | None, sink: Any = None) -> Any:
+    from .engine import evaluate_files
+
+    _tune_allocator()
+    show = sys.stderr.isatty() if progress is None else progress
+    return _with_progress(req, sink) if show else evaluate_files(req, sink=sink)
+
+
+def _finish(report: Any, checks: list[Any], o: dict[str, Any], fmt: str | None,
+            **view: Any) -> None:
+    """Render the report, write JUnit, and exit 1 if a check failed."""
+    from .report import failed_checks_text, junit_xml, render, to_dict
+
+    doc = to_dict(report, checks, **view)
+    if o.get("junit"):
+        from .sinks import AtomicFile
+
+        out = AtomicFile(o["junit"])
+        out.file.write(junit_xml(doc).encode())
+        out.commit()
+    fmt = fmt or ("table" if _stdout_is_tty() else "json")
+    click.echo(render(doc, fmt, color=_use_color()), nl=False)
+    if checks and not doc["passed"]:
+        sys.stdout.flush()
+        click.echo(failed_checks_text(doc), err=True, nl=False)
+        sys.exit(1)
+
+
+def _gate(report: Any, checks: Any, strict: bool = False) -> list[Any]:
+    """Evaluate every check on a finished report."""
+    from . import gate
+
+    r = report.result
+    width = report.state.pred_width
+    out = gate.check_thresholds(checks.thresholds, r.values, r.losses, width)
+    if checks.baseline or checks.max_increase:
+        if not checks.baseline:
+            raise click.UsageError("--max-increase needs --baseline OLD_REPORT.json")
+        baseline = gate.load_baseline(checks.baseline)
+        out += gate.check_baseline(checks.max_increase, baseline, checks.baseline, r.values,
+                                   r.losses, width)
+    if checks.max_regression:
+        if report.differences is None:
+            raise click.UsageError("max_regression checks need lossctl compare")
+        out += gate.check_regressions(checks.max_regression, report.differences, r.losses, width,
+                                      strict)
+    return out
+
+
 @cli.command("eval", context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True)
-@click.option("-l", "--label", required=True, metavar="COLS",
-              help="Label column(s): name, 1-based index, glob (y_*), range (a:b), or a comma list.")
-@click.option("-p", "--pred", required=True, metavar="COLS",
-              help="Prediction column(s), same syntax; K columns (or one list column) for multiclass.")
-@click.option("-m", "--loss", "losses", multiple=True, metavar="LOSS",
-              help="Loss to compute, e.g. mse or huber:delta=2; repeat or comma-separate. "
-                   "Default: chosen from the columns (see the report).")
-@click.option("-w", "--weight", metavar="COL", help="Sample-weight column (finite, >= 0).")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS),
-              help="Output format. Default: table on a terminal, json otherwise.")
-@click.option("--nan", type=click.Choice(["error", "skip"]), default="error", show_default=True,
-              help="Missing, NaN or infinite values: fail, or skip the row (counted).")
-@click.option("--chunk-size", type=int, default=None, metavar="ROWS",
-              help="Rows per chunk (memory bound; results do not depend on it).  [default: 65536]")
-@click.option("--input-format", type=click.Choice(["csv", "tsv", "parquet"]),
-              help="Read every input as this format (default: by extension or magic bytes).")
-@click.option("--delimiter", metavar="CHAR", help="CSV field delimiter (default: by extension).")
-@click.option("--no-header", is_flag=True,
-              help="CSV without a header line: columns are named 1, 2, ... by position.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr (default: only when stderr is a terminal).")
+@columns_options
+@format_option
+@reading_options
+@check_options
+@click.option("--baseline", metavar="REPORT.json",
+              help="Compare with an earlier `lossctl eval -f json` report: every loss may not get "
+                   "worse (or by --max-increase).")
+@click.option("--max-increase", multiple=True, metavar="LOSS=TOL",
+              help="With --baseline: how much worse LOSS may get, relative (mse=2%) or absolute "
+                   "(mse=0.01). Repeatable.")
+@click.option("--ci", is_flag=True,
+              help="Add a bootstrap confidence interval to every loss (one pass, constant memory).")
+@interval_options
+@slice_options
+@top_option
+@keep_option
+@click.option("--labels", "labels_file", metavar="FILE",
+              help="Read the labels (-l) from FILE, joined by --key or row by row.")
+@join_options
+@click.option("--emit-state", metavar="FILE",
+              help="Also save the exact state to FILE, for `lossctl merge` of shards.")
 @debug_option
 @handle_errors
-def eval_cmd(files: tuple[str, ...], label: str, pred: str, losses: tuple[str, ...],
-             weight: str | None, fmt: str | None, nan: str, chunk_size: int | None,
-             input_format: str | None, delimiter: str | None, no_header: bool,
-             progress: bool | None, debug: bool) -> None:
+def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
+             max_increase: tuple[str, ...], ci: bool, confidence: float, seed: int,
+             by: str | None, min_slice_rows: int, sort_by: str | None, max_slices: int,
+             top: tuple[int, str] | None, keep: str | None, labels_file: str | None,
+             key: str | None, missing: str, emit_state: str | None, **o: Any) -> None:
     """Compute losses of the predictions in FILE... against their labels.
 
     FILE is a path, - for stdin, a glob, or a directory of shards (read in
     sorted order): CSV, TSV, gzip/zstd-compressed CSV, or Parquet.  Only the
     needed columns are read, in chunks: memory stays bounded.
 
+    Exit status: 0 success, 1 a check failed, 2 usage or input error.
+    """
+    from .engine import JoinRequest
+
+    checks = _checks(o, baseline, max_increase)
+    if key and not labels_file:
+        raise click.UsageError("--key joins a --labels file; give --labels FILE")
+    if emit_state:
+        from .sinks import check_destination
+
+        check_destination(emit_state, True, list(files))
+    join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
+    req = _request(list(files), o, ci=ci, confidence=confidence, seed=seed, by=by,
+                   max_slices=max_slices, top=(top[1], top[0]) if top else None, keep=keep,
+                   join=join)
+    report = _run(req, o["progress"])
+    if sort_by is not None:
+        report.state.loss(sort_by)  # a usage error before anything is printed
+        if not by:
+            raise click.UsageError("--sort orders the slices of --by")
+    if emit_state:
+        from .state_files import save_state
+
+        save_state(emit_state, report)
+    _finish(report, _gate(report, checks), o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
+
+
+@cli.command("compare", context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True)
+@columns_options
+@click.option("--baseline-pred", metavar="COLS",
+              help="The baseline's prediction column(s) in FILE (then -p is the candidate's). "
+                   "With two files: the baseline's columns in the first, if not named as -p.")
+@format_option
+@reading_options
+@check_options
+@click.option("--max-regression", multiple=True, metavar="LOSS=TOL",
+              help="Exit 1 if the candidate is worse than the baseline by more than TOL "
+                   "(mse=1% or mse=0.01) with confidence. Repeatable.")
+@click.option("--strict", is_flag=True,
+              help="--max-regression fails on the point value alone, not the interval.")
+@interval_options
+@join_options
+@debug_option
+@handle_errors
+def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | None,
+                max_regression: tuple[str, ...], strict: bool, confidence: float, seed: int,
+                key: str | None, missing: str, **o: Any) -> None:
+    """Paired comparison of a baseline and a candidate on the same labels.
+
+    \b
+    One file, two prediction columns:
+      lossctl compare preds.parquet -l y --baseline-pred old -p new -m mse
+    Two files, aligned row by row or by --key (labels from the first):
+      lossctl compare old.parquet new.parquet -l y -p yhat --key id -m mse
+
+    Every loss gets the baseline and candidate values, their difference
+    (candidate - baseline) and relative difference ((c - b) / |b|), a
+    confidence interval of the difference (paired bootstrap: the same row
+    buckets for both), and a verdict: better, worse or no significant change.
+
+    Exit status: 0 success, 1 a check failed, 2 usage or input error.
+    """
+    from .engine import JoinRequest
+
+    checks = _checks(o, max_regression=max_regression)
+    if len(files) == 1:
+        if not baseline_pred:
+            raise click.UsageError("one FILE: name the baseline's columns with --baseline-pred")
+        if key:
+            raise click.UsageError("--key joins two files; give the baseline's and the "
+                                   "candidate's files")
+        join = None
+    elif len(files) == 2:
+        join = JoinRequest([files[1]], "candidate", key, missing)
+    else:
+        raise click.UsageError("give one FILE (two prediction columns) or two FILEs "
+                               "(baseline's, candidate's)")
+    req = _request([files[0]], o, ci=True, confidence=confidence, seed=seed,
+                   baseline_pred=baseline_pred, join=join)
+    report = _run(req, o["progress"])
+    _finish(report, _gate(report, checks, strict), o, fmt)
+
+
+@cli.command("rows", context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True)
+@columns_options
+@click.option("-o", "--output", required=True, metavar="OUT",
+              help="Where to write: OUT.parquet, OUT.csv, OUT.tsv, or - (CSV on stdout).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (never an input).")
+@keep_option
+@top_option
+@reading_options
+@click.option("--labels", "labels_file", metavar="FILE",
+              help="Read the labels (-l) from FILE, joined by --key or row by row.")
+@join_options
+@debug_option
+@handle_errors
+def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
+             top: tuple[int, str] | None, labels_file: str | None, key: str | None,
+             missing: str, **o: Any) -> None:
+    """Write the loss of every row (no averaging) to OUT, with row numbers and --keep columns.
+
+    The inputs are never touched.  OUT is written under a temporary name and
+    renamed when complete: an interrupted run leaves no OUT behind.  Rows
+    skipped by --nan skip have empty (null) losses; rows dropped by
+    --missing skip are not written.
+
     Exit status: 0 success, 2 usage or input error.
     """
-    from .engine import DEFAULT_CHUNK_ROWS, Request, evaluate_files
-    from .report import render
+    from .engine import JoinRequest
+    from .sinks import RowWriter, check_destination, output_format
 
-    if delimiter is not None:
-        delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
-        if len(delimiter) != 1:
-            raise click.BadParameter("must be one character", param_hint="--delimiter")
-    req = Request(
-        paths=list(files), label=label, pred=pred, losses=list(losses), weight=weight,
-        nan=nan, chunk_rows=DEFAULT_CHUNK_ROWS if chunk_size is None else chunk_size,
-        input_format=input_format,
-        delimiter=delimiter, header=not no_header,
-    )
-    _tune_allocator()
-    show_progress = sys.stderr.isatty() if progress is None else progress
-    if show_progress:
-        report = _with_progress(req)
-    else:
-        report = evaluate_files(req)
-    fmt = fmt or ("table" if _stdout_is_tty() else "json")
-    click.echo(render(report, fmt, color=_use_color()), nl=False)
+    output_format(output)
+    check_destination(output, force, list(files) + ([labels_file] if labels_file else []))
+    if key and not labels_file:
+        raise click.UsageError("--key joins a --labels file; give --labels FILE")
+    join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
+    req = _request(list(files), o, top=(top[1], top[0]) if top else None, keep=keep, join=join)
+    from .sources import expand_paths
+
+    many = len(expand_paths(list(files))) > 1
+    _on_sigterm_interrupt()
+    writer = RowWriter(output, many)
+
+    def sink(chunk: Any, values: dict[str, Any]) -> None:
+        info = chunk.info
+        offsets = info.rows if info.rows is not None else _arange(len(chunk.y))
+        writer.write(info.source, info.first_row + offsets + 1, info.kept, values)
+
+    try:
+        report = _run(req, o["progress"], sink)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    where = "stdout" if output == "-" else output
+    click.echo(f"lossctl: wrote {writer.rows} rows to {where}", err=True)
+    if report.state.top is not None:
+        from .report import render, to_dict
+
+        doc = to_dict(report)
+        doc.pop("checks", None)
+        click.echo(render(doc, "table" if sys.stderr.isatty() else "json"), err=True, nl=False)
 
 
-def _with_progress(req: Any) -> Any:
+def _arange(n: int) -> Any:
+    import numpy as np
+
+    return np.arange(n)
+
+
+def _on_sigterm_interrupt() -> None:
+    """Let SIGTERM unwind like Ctrl-C, so partial outputs are removed."""
+    import signal
+
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread (tests calling the command in a thread)
+        pass
+
+
+@cli.command("merge", context_settings=CONTEXT)
+@click.argument("states", nargs=-1, required=True)
+@format_option
+@check_options
+@click.option("--baseline", metavar="REPORT.json", help="As in eval.")
+@click.option("--max-increase", multiple=True, metavar="LOSS=TOL", help="As in eval.")
+@click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.95, show_default=True, help="Confidence level (states made with --ci).")
+@click.option("--min-slice-rows", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Hide slices with fewer rows.")
+@click.option("--sort", "sort_by", metavar="LOSS", help="Order slices by this loss, worst first.")
+@click.option("--emit-state", metavar="FILE", help="Save the merged state too.")
+@debug_option
+@handle_errors
+def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
+              max_increase: tuple[str, ...], confidence: float, min_slice_rows: int,
+              sort_by: str | None, emit_state: str | None, **o: Any) -> None:
+    """Combine states saved by `eval --emit-state` (shards, other machines, other days).
+
+    The report is the one a single run over all the shards gives, bit for
+    bit, slices and intervals included.  States of different losses,
+    parameters, columns or options are refused.
+
+    Exit status: 0 success, 1 a check failed, 2 usage or input error.
+    """
+    from .state_files import load_states, save_state
+
+    checks = _checks(o, baseline, max_increase)
+    report = load_states(list(states), confidence)
+    if sort_by is not None:
+        report.state.loss(sort_by)
+    if emit_state:
+        save_state(emit_state, report)
+    _finish(report, _gate(report, checks), o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
+
+
+def _with_progress(req: Any, sink: Any = None) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
@@ -171,7 +512,7 @@ def _with_progress(req: Any) -> Any:
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total or None)
 
-        return evaluate_files(req, progress=advance)
+        return evaluate_files(req, progress=advance, sink=sink)
 
 
 @cli.command("losses", context_settings=CONTEXT)

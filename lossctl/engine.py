@@ -444,8 +444,10 @@ class Evaluation:
             join = self.join.finish(self.rows, ", ".join(s.name for s in self.sources))
         elif isinstance(self.join, KeyJoin):
             join = self.join.finish()
-        return make_report(states, [s.name for s in self.sources], self.columns, self.chosen,
-                           self.req.confidence, join)
+        inputs = [s.name for s in self.sources]
+        if self.req.compare and self.req.join is not None:  # the candidate's file
+            inputs += [s.name for s in self.join_sources]
+        return make_report(states, inputs, self.columns, self.chosen, self.req.confidence, join)
 
     def _open_join(self) -> None:
         j = self.req.join
@@ -453,7 +455,7 @@ class Evaluation:
             return
         if j.missing not in ("error", "skip"):
             raise UsageError("--missing must be 'error' or 'skip'")
-        sources = self._open(j.paths)
+        sources = self.join_sources = self._open(j.paths)
         if j.key:
             self.join = KeyJoin(sources, j.key, self.req.join_specs(), _role_array,
                                 self.req.chunk_rows)

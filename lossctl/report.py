@@ -1,7 +1,7 @@
-"""Rendering: a Report -> JSON, table, CSV/TSV, Markdown or bare values.
+"""Rendering: a Report -> JSON, table, CSV/TSV, Markdown, bare values, JUnit XML.
 
-The JSON document is the stable, documented schema (see README); the other
-formats are views of the same dict.
+The JSON document is the stable, documented schema (see README); every other
+format is a view of the same dict, made by :func:`to_dict`.
 """
 
 from __future__ import annotations
@@ -10,38 +10,106 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
 
 if TYPE_CHECKING:  # importing the engine would load NumPy and pyarrow
     from .engine import Report
+    from .gate import CheckResult
 
 FORMATS = ("table", "json", "csv", "tsv", "markdown", "value")
+METHOD = "poisson bootstrap over row buckets (percentile interval)"
 
 
-def _num(v: float) -> float | None:
+def _num(v: float | None) -> float | None:
     """JSON has no inf/nan: they become null."""
-    return v if math.isfinite(v) else None
+    return v if v is not None and math.isfinite(v) else None
 
 
-def to_dict(report: Report) -> dict[str, Any]:
-    """The JSON report: ``lossctl`` version, inputs, columns, counts and every loss value."""
+def _pair(ci: tuple[float, float] | None) -> list[float | None] | None:
+    return None if ci is None else [_num(ci[0]), _num(ci[1])]
+
+
+def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: int = 0,
+            sort: str | None = None) -> dict[str, Any]:
+    """The JSON report: inputs, columns, counts, every loss value, and what else was asked for.
+
+    ``min_slice_rows`` hides smaller slices (counted in ``slices_hidden``);
+    ``sort`` orders slices by that loss, worst first (else by slice value).
+    """
     r = report.result
     c = report.columns
-    return {
+    cols: dict[str, Any] = {"label": c.label, "prediction": c.pred, "weight": c.weight}
+    if report.baseline is not None:
+        cols = {"label": c.label, "baseline": c.baseline or c.pred, "candidate": c.pred,
+                "weight": c.weight}
+    if c.by:
+        cols["by"] = c.by
+    if c.key:
+        cols["key"] = c.key
+    doc: dict[str, Any] = {
         "lossctl": __version__,
+        "command": "compare" if report.baseline is not None else "eval",
         "inputs": report.inputs,
-        "columns": {"label": c.label, "prediction": c.pred, "weight": c.weight},
+        "columns": cols,
         "rows": r.rows,
         "rows_skipped": r.rows_skipped,
         "weight_sum": _num(r.weight_sum),
         "losses_chosen": "auto" if report.losses_chosen else "user",
-        "losses": {
-            loss.key: {"name": loss.name, "params": loss.params, "value": _num(r.values[loss.key])}
-            for loss in r.losses
-        },
+        "losses": {},
     }
+    for loss in r.losses:
+        entry: dict[str, Any] = {"name": loss.name, "params": loss.params}
+        if report.differences is not None:
+            d = report.differences[loss.key]
+            entry.update({"baseline": _num(d["baseline"]), "candidate": _num(d["candidate"]),
+                          "difference": _num(d["difference"]), "relative": _num(d["relative"]),
+                          "ci": _pair(d.get("ci")), "relative_ci": _pair(d.get("relative_ci")),
+                          "verdict": d.get("verdict")})
+        else:
+            entry["value"] = _num(r.values[loss.key])
+            if report.intervals is not None:
+                entry["ci"] = _pair(report.intervals[loss.key])
+        doc["losses"][loss.key] = entry
+    state = report.state
+    if state.buckets:
+        doc["confidence"] = {"level": report.confidence, "method": METHOD,
+                             "buckets": state.buckets, "seed": state.seed}
+    if state.slice_keys is not None:
+        _add_slices(doc, state, min_slice_rows, sort)
+    if state.top is not None:
+        t = state.top
+        doc["top"] = {"loss": t.key, "rows": [
+            {"file": f, "row": row + 1, "value": _num(v), **kept} for v, f, row, kept in t.rows]}
+    if report.join is not None:
+        doc["join"] = report.join.to_dict()
+    if checks:
+        doc["checks"] = [ch.to_dict() for ch in checks]
+        doc["passed"] = all(ch.passed for ch in checks)
+    return doc
+
+
+def _add_slices(doc: dict, state: Any, min_rows: int, sort: str | None) -> None:
+    slices = state.slice_results()
+    shown = [s for s in slices if s["rows"] >= min_rows]
+    if sort is not None:
+        loss = state.loss(sort)
+        sign = 1.0 if loss.definition.higher_is_better else -1.0
+
+        def worst(s: dict) -> tuple:
+            v = s["values"][loss.key]
+            return (math.isnan(v), sign * v if not math.isnan(v) else 0.0)
+
+        shown.sort(key=worst)
+    else:
+        shown.sort(key=lambda s: [(v is None, str(type(v)), v if v is not None else 0)
+                                  for v in s["key"].values()])
+    doc["slices"] = [{"key": s["key"], "rows": s["rows"], "weight_sum": _num(s["weight_sum"]),
+                      "losses": {k: _num(v) for k, v in s["values"].items()}} for s in shown]
+    doc["slices_hidden"] = len(slices) - len(shown)
+    doc["slices_sort"] = state.loss(sort).key if sort is not None else None
 
 
 def _display(v: float | None) -> str:
@@ -50,48 +118,190 @@ def _display(v: float | None) -> str:
     return f"{v:.10g}"
 
 
-def _rows(doc: dict) -> list[list[str]]:
-    return [[key, _display(entry["value"]), str(doc["rows"]), _display(doc["weight_sum"])]
-            for key, entry in doc["losses"].items()]
+def _ci_text(ci: list | None) -> str:
+    if ci is None:
+        return ""
+    return f"[{_display(ci[0])}, {_display(ci[1])}]"
 
 
-HEADER = ["loss", "value", "rows", "weight_sum"]
+def _pct(v: float | None) -> str:
+    return "nan" if v is None else f"{v * 100:+.3g}%"
 
 
-def render(report: Report, fmt: str, color: bool = False) -> str:
-    """Render a report in one of :data:`FORMATS`."""
-    doc = to_dict(report)
+def render(doc: dict, fmt: str, color: bool = False) -> str:
+    """Render a report dict (from :func:`to_dict`) in one of :data:`FORMATS`."""
     if fmt == "json":
         return json.dumps(doc, indent=2) + "\n"
     if fmt == "value":
-        return "".join(f"{entry['value']!r}\n" if entry["value"] is not None else "nan\n"
+        key = "candidate" if doc["command"] == "compare" else "value"
+        return "".join(f"{entry[key]!r}\n" if entry[key] is not None else "nan\n"
                        for entry in doc["losses"].values())
     if fmt in ("csv", "tsv"):
-        buf = io.StringIO()
-        w = csv.writer(buf, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
-        w.writerow(HEADER)
-        for key, entry in doc["losses"].items():
-            v = entry["value"]
-            w.writerow([key, repr(v) if v is not None else "nan", doc["rows"], doc["weight_sum"]])
-        return buf.getvalue()
+        return _csv(doc, "," if fmt == "csv" else "\t")
     if fmt == "markdown":
-        lines = ["| loss | value | rows | weight sum |", "|---|---:|---:|---:|"]
-        lines += [f"| `{a}` | {b} | {c} | {d} |" for a, b, c, d in _rows(doc)]
-        lines.append("")
-        lines.append(_summary(doc))
-        return "\n".join(lines) + "\n"
+        return _markdown(doc)
     return _table(doc, color)
+
+
+# -- the tables of a report, as header + rows of text (shared by every text format) --
+
+def _loss_table(doc: dict) -> tuple[list[str], list[list[str]]]:
+    ci = "confidence" in doc
+    level = f"{doc['confidence']['level'] * 100:g}% CI" if ci else ""
+    if doc["command"] == "compare":
+        header = ["loss", "baseline", "candidate", "difference", "relative"]
+        header += [f"{level} of difference", "verdict"]
+        rows = [[k, _display(e["baseline"]), _display(e["candidate"]), _display(e["difference"]),
+                 _pct(e["relative"]), _ci_text(e["ci"]), e["verdict"] or ""]
+                for k, e in doc["losses"].items()]
+        return header, rows
+    header = ["loss", "value"] + ([level] if ci else []) + ["rows", "weight sum"]
+    rows = [[k, _display(e["value"])] + ([_ci_text(e.get("ci"))] if ci else [])
+            + [str(doc["rows"]), _display(doc["weight_sum"])] for k, e in doc["losses"].items()]
+    return header, rows
+
+
+def _slice_table(doc: dict) -> tuple[list[str], list[list[str]]]:
+    by = doc["columns"]["by"]
+    losses = list(doc["losses"])
+    header = by + ["rows", "weight sum"] + losses
+    rows = [["(all)"] * len(by) + [str(doc["rows"]), _display(doc["weight_sum"])]
+            + [_display(doc["losses"][k]["value"]) for k in losses]]
+    for s in doc["slices"]:
+        rows.append([_key_text(s["key"][c]) for c in by] + [str(s["rows"]),
+                    _display(s["weight_sum"])] + [_display(s["losses"][k]) for k in losses])
+    return header, rows
+
+
+def _key_text(v: Any) -> str:
+    return "null" if v is None else str(v)
+
+
+def _top_table(doc: dict) -> tuple[list[str], list[list[str]]]:
+    rows = doc["top"]["rows"]
+    kept = [k for k in (rows[0] if rows else {}) if k not in ("file", "row", "value")]
+    header = ["rank", "file", "row", doc["top"]["loss"]] + kept
+    return header, [[str(i + 1), r["file"], str(r["row"]), _display(r["value"])]
+                    + [_key_text(r[k]) for k in kept] for i, r in enumerate(rows)]
+
+
+def _check_table(doc: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["check", "value", "limit", "result", "detail"]
+    return header, [[c["name"], _display(c["value"]), f"{c['limit']:g}",
+                     "PASS" if c["passed"] else "FAIL", c["detail"]] for c in doc["checks"]]
+
+
+def _tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    out = [("losses", *_loss_table(doc))]
+    if "slices" in doc:
+        out.append(("slices", *_slice_table(doc)))
+    if "top" in doc:
+        out.append((f"top {len(doc['top']['rows'])} rows by {doc['top']['loss']}", *_top_table(doc)))
+    if "checks" in doc:
+        out.append(("checks", *_check_table(doc)))
+    return out
+
+
+def _csv(doc: dict, delimiter: str) -> str:
+    """The main table only (one schema per file): slices if any, else one row per loss.
+
+    Without slices, checks add columns to their loss's row (one row per check).
+    """
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
+
+    def raw(v: float | None) -> str:
+        return repr(v) if v is not None else "nan"
+
+    if "slices" in doc:
+        by = doc["columns"]["by"]
+        losses = list(doc["losses"])
+        w.writerow(by + ["rows", "weight_sum"] + losses)
+        w.writerow([""] * len(by) + [doc["rows"], raw(doc["weight_sum"])]
+                   + [raw(doc["losses"][k]["value"]) for k in losses])
+        for s in doc["slices"]:
+            w.writerow([_key_text(s["key"][c]) for c in by] + [s["rows"], raw(s["weight_sum"])]
+                       + [raw(s["losses"][k]) for k in losses])
+        return buf.getvalue()
+    compare = doc["command"] == "compare"
+    ci = "confidence" in doc
+    if compare:
+        header = ["loss", "baseline", "candidate", "difference", "relative", "ci_low", "ci_high",
+                  "verdict"]
+    else:
+        header = ["loss", "value", "rows", "weight_sum"] + (["ci_low", "ci_high"] if ci else [])
+    checks = doc.get("checks", [])
+    if checks:
+        header += ["check", "check_value", "limit", "passed"]
+    w.writerow(header)
+    for key, e in doc["losses"].items():
+        if compare:
+            row = [key, raw(e["baseline"]), raw(e["candidate"]), raw(e["difference"]),
+                   raw(e["relative"])] + [raw(v) for v in (e["ci"] or [None, None])] + [e["verdict"]]
+        else:
+            row = [key, raw(e["value"]), doc["rows"], raw(doc["weight_sum"])]
+            if ci:
+                row += [raw(v) for v in (e.get("ci") or [None, None])]
+        mine = [c for c in checks if c["loss"] == key]
+        if not checks:
+            w.writerow(row)
+        elif not mine:
+            w.writerow(row + ["", "", "", ""])
+        for c in mine:
+            w.writerow(row + [c["name"], raw(c["value"]), c["limit"], str(c["passed"]).lower()])
+    return buf.getvalue()
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _markdown(doc: dict) -> str:
+    """GitHub-flavoured Markdown: reads well appended to a CI job summary."""
+    lines: list[str] = []
+    if "checks" in doc:
+        failed = sum(not c["passed"] for c in doc["checks"])
+        lines.append(f"**lossctl: {failed} of {len(doc['checks'])} checks failed**" if failed
+                     else f"**lossctl: all {len(doc['checks'])} checks passed**")
+        lines.append("")
+    for title, header, rows in _tables(doc):
+        if title != "losses":
+            lines += [f"**{title}**", ""]
+        if title == "checks":
+            rows = [r[:3] + ["✅ pass" if r[3] == "PASS" else "❌ FAIL"] + r[4:] for r in rows]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+        for r in rows:
+            cells = [f"`{_md_cell(r[0])}`" if title in ("losses", "checks") else _md_cell(r[0])]
+            lines.append("| " + " | ".join(cells + [_md_cell(x) for x in r[1:]]) + " |")
+        lines.append("")
+    lines.append(_summary(doc))
+    return "\n".join(lines) + "\n"
 
 
 def _summary(doc: dict) -> str:
     cols = doc["columns"]
-    parts = [f"inputs: {', '.join(doc['inputs'])}",
-             f"label: {', '.join(cols['label'])}",
-             f"prediction: {', '.join(cols['prediction'])}"]
+    parts = [f"inputs: {', '.join(doc['inputs'])}", f"label: {', '.join(cols['label'])}"]
+    if doc["command"] == "compare":
+        parts += [f"baseline: {', '.join(cols['baseline'])}",
+                  f"candidate: {', '.join(cols['candidate'])}", f"rows: {doc['rows']}"]
+    else:
+        parts.append(f"prediction: {', '.join(cols['prediction'])}")
     if cols["weight"]:
         parts.append(f"weight: {cols['weight']}")
     if doc["rows_skipped"]:
         parts.append(f"rows skipped: {doc['rows_skipped']}")
+    if "confidence" in doc:
+        c = doc["confidence"]
+        parts.append(f"intervals: {c['level'] * 100:g}% {c['method']}, {c['buckets']} buckets, "
+                     f"seed {c['seed']}")
+    if doc.get("slices_hidden"):
+        parts.append(f"{doc['slices_hidden']} slices with fewer rows hidden")
+    if "join" in doc:
+        j = doc["join"]
+        parts.append(f"joined {j['file']} by {j['key'] or 'row'}: {j['unmatched_main']} rows without "
+                     f"a match, {j['unmatched_other']} unmatched in the joined file, "
+                     f"{j['duplicate_keys']} duplicate keys")
     if doc["losses_chosen"] == "auto":
         parts.append("losses chosen by lossctl from the columns (name them with -m)")
     return "; ".join(parts)
@@ -101,16 +311,49 @@ def _table(doc: dict, color: bool) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table()
-    table.add_column("loss", style="bold cyan")
-    table.add_column("value", justify="right")
-    table.add_column("rows", justify="right")
-    table.add_column("weight sum", justify="right")
-    for row in _rows(doc):
-        table.add_row(*row)
     buf = io.StringIO()
-    console = Console(file=buf, force_terminal=color, no_color=not color, width=100,
+    console = Console(file=buf, force_terminal=color, no_color=not color, width=120,
                       highlight=False)
-    console.print(table)
+    for title, header, rows in _tables(doc):
+        table = Table(title=None if title == "losses" else title, title_justify="left")
+        for i, h in enumerate(header):
+            table.add_column(h, style="bold cyan" if i == 0 else None,
+                             justify="left" if i == 0 or h in ("file", "detail", "verdict") else "right")
+        for r in rows:
+            if title == "checks":
+                r = r[:3] + [("[green]PASS[/]" if r[3] == "PASS" else "[bold red]FAIL[/]")] + r[4:]
+            table.add_row(*r)
+        console.print(table)
     console.print(_summary(doc), style="dim", soft_wrap=True)
     return buf.getvalue()
+
+
+def failed_checks_text(doc: dict) -> str:
+    """One line per failed check, for stderr (CI logs show it whatever the stdout format)."""
+    return "".join(f"lossctl: check failed: {c['name']}: {c['detail']}\n"
+                   for c in doc.get("checks", []) if not c["passed"])
+
+
+def junit_xml(doc: dict) -> str:
+    """JUnit XML with one test case per check (CI servers render it as a test report)."""
+    from xml.etree import ElementTree as ET
+
+    checks = doc.get("checks", [])
+    suite = ET.Element("testsuite", name="lossctl", tests=str(len(checks)),
+                       failures=str(sum(not c["passed"] for c in checks)), errors="0")
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="inputs", value=", ".join(doc["inputs"]))
+    ET.SubElement(props, "property", name="rows", value=str(doc["rows"]))
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"lossctl.{c['kind']}", name=c["name"])
+        if not c["passed"]:
+            fail = ET.SubElement(case, "failure", message=c["detail"], type="CheckFailed")
+            fail.text = f"{c['name']}: {c['detail']} (value {_display(c['value'])}, " \
+                        f"limit {c['limit']:g})"
+        else:
+            ET.SubElement(case, "system-out").text = c["detail"]
+    root = ET.Element("testsuites", name="lossctl", tests=suite.get("tests", "0"),
+                      failures=suite.get("failures", "0"))
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,155 @@
+"""Outputs that are files: per-row losses (``lossctl rows``) and saved states.
+
+A file is written under a temporary name beside its destination and renamed
+only when complete, so an interrupted run never leaves a half-written file
+under the name asked for.  An existing file is replaced only with ``force``,
+and never when it is one of the inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import UsageError
+
+
+def check_destination(path: str, force: bool, inputs: list[str]) -> None:
+    """Refuse to overwrite without ``force``, and refuse always to overwrite an input."""
+    if path == "-":
+        return
+    if os.path.exists(path):
+        for src in inputs:
+            try:
+                if src != "-" and os.path.exists(src) and os.path.samefile(src, path):
+                    raise UsageError(f"{path} is an input; write the output elsewhere")
+            except OSError:
+                continue
+        if not force:
+            raise UsageError(f"{path} exists; use --force to replace it")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{path}: directory {parent} does not exist")
+
+
+class AtomicFile:
+    """A file written as ``.NAME.lossctl-PID.partial`` and renamed to ``NAME`` on commit."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        head, tail = os.path.split(os.path.abspath(path))
+        self.tmp = os.path.join(head, f".{tail}.lossctl-{os.getpid()}.partial")
+        self.file: IO[bytes] = open(self.tmp, "wb")  # noqa: SIM115 (closed by commit/abort)
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.file.close()
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    out = AtomicFile(path)
+    try:
+        out.file.write(json.dumps(data, separators=(",", ":")).encode())
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+
+
+def output_format(path: str) -> str:
+    """parquet, csv or tsv, from the destination's extension (stdout: csv)."""
+    low = path.lower()
+    if low in ("-", ""):
+        return "csv"
+    for ext, fmt in ((".parquet", "parquet"), (".pq", "parquet"), (".csv", "csv"), (".tsv", "tsv")):
+        if low.endswith(ext):
+            return fmt
+    raise UsageError(f"{path}: write per-row output to .parquet, .csv, .tsv or - (stdout)")
+
+
+class RowWriter:
+    """Streams per-row losses, with the row numbers and kept columns, to Parquet or CSV."""
+
+    def __init__(self, path: str, many_files: bool) -> None:
+        self.path = path
+        self.format = output_format(path)
+        self.many_files = many_files
+        self.rows = 0
+        self._atomic = AtomicFile(path) if path != "-" else None
+        self._writer: Any = None
+        self._names: list[str] | None = None
+
+    @property
+    def _sink(self) -> IO[bytes]:
+        return self._atomic.file if self._atomic is not None else sys.stdout.buffer
+
+    def write(self, source: str, rows: np.ndarray, kept: pa.RecordBatch | None,
+              values: dict[str, np.ndarray]) -> None:
+        """One chunk: ``rows`` are 1-based data rows of ``source``; NaN losses become null."""
+        arrays: list[pa.Array] = []
+        names: list[str] = []
+        if self.many_files:
+            arrays.append(pa.array([source] * len(rows), pa.string()))
+            names.append("file")
+        arrays.append(pa.array(rows, pa.int64()))
+        names.append("row")
+        if kept is not None:
+            for name, col in zip(kept.schema.names, kept.columns, strict=True):
+                if name in names or name in values:
+                    raise UsageError(f"--keep {name!r} clashes with an output column; "
+                                     f"output columns are file, row and the loss names")
+                arrays.append(col)
+                names.append(name)
+        for key, v in values.items():
+            arrays.append(pa.array(v, pa.float64(), mask=np.isnan(v)))
+            names.append(key)
+        batch = pa.RecordBatch.from_arrays(arrays, names=names)
+        if self._writer is None:
+            self._open(batch.schema)
+        elif batch.schema != self._writer_schema:
+            batch = batch.cast(self._writer_schema)
+        self._writer.write_batch(batch)
+        self.rows += len(rows)
+
+    def _open(self, schema: pa.Schema) -> None:
+        self._writer_schema = schema
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self._sink, schema)
+        else:
+            import pyarrow.csv as pacsv
+
+            options = pacsv.WriteOptions(delimiter="\t" if self.format == "tsv" else ",")
+            self._writer = pacsv.CSVWriter(self._sink, schema, write_options=options)
+
+    def close(self) -> None:
+        """Finish the file and give it its name."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._atomic is not None:
+            self._atomic.commit()
+        else:
+            sys.stdout.buffer.flush()
+
+    def abort(self) -> None:
+        """Drop the partial file (the destination is untouched)."""
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        except Exception:  # the run already failed; the partial file goes anyway
+            pass
+        if self._atomic is not None:
+            self._atomic.abort()

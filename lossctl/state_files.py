@@ -1,0 +1,74 @@
+"""Saved states: ``eval --emit-state FILE`` writes one, ``lossctl merge`` combines them.
+
+A state file holds the exact state (sums as integers, so nothing is rounded)
+and what a report needs besides: inputs, columns and how the losses were
+chosen.  Its format is versioned; states of different definitions are
+refused by :meth:`EvalState.merge`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from .accumulators import STATE_VERSION, EvalState
+from .engine import Columns, Report, make_report
+from .errors import UsageError
+from .sinks import write_json_atomic
+
+KIND = "lossctl-state"
+
+
+def save_state(path: str, report: Report) -> None:
+    """Write the report's state, with its inputs and columns, to ``path`` (atomically)."""
+    if report.baseline_state is not None:
+        raise UsageError("--emit-state saves eval states, not comparisons")
+    write_json_atomic(path, {
+        "kind": KIND,
+        "version": STATE_VERSION,
+        "inputs": report.inputs,
+        "columns": asdict(report.columns),
+        "losses_chosen": report.losses_chosen,
+        "state": report.state.to_json(),
+    })
+
+
+def _load(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read state: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"{path}: not a lossctl state (make one with eval --emit-state)") from None
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        raise UsageError(f"{path}: not a lossctl state (make one with eval --emit-state)")
+    if data.get("version") != STATE_VERSION:
+        raise UsageError(f"{path}: state format version {data.get('version')!r}; this lossctl "
+                         f"reads version {STATE_VERSION}")
+    return data
+
+
+def load_states(paths: list[str], confidence: float = 0.95) -> Report:
+    """Merge saved states in the order given into one report."""
+    merged: EvalState | None = None
+    columns: Columns | None = None
+    inputs: list[str] = []
+    chosen = False
+    for path in paths:
+        data = _load(path)
+        state = EvalState.from_json(data["state"])
+        cols = Columns(**data["columns"])
+        if merged is None or columns is None:
+            merged, columns, chosen = state, cols, data["losses_chosen"]
+        else:
+            if not cols.same_as(columns) or cols.weight != columns.weight:
+                raise UsageError(f"{path}: columns {cols.needed} differ from "
+                                 f"{paths[0]}'s {columns.needed}")
+            try:
+                merged.merge(state)
+            except UsageError as e:
+                raise UsageError(f"{path}: {e}") from None
+        inputs += data["inputs"]
+    assert merged is not None and columns is not None
+    return make_report([merged], inputs, columns, chosen, confidence)
