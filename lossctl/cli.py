@@ -122,7 +122,7 @@ columns_options = _options(
 reading_options = _options(
     click.option("--nan", type=click.Choice(["error", "skip"]), default="error", show_default=True,
                  help="Missing, NaN or infinite values: fail, or skip the row (counted)."),
-    click.option("--chunk-size", type=click.IntRange(min=1), default=None, metavar="ROWS",
+    click.option("--chunk-size", type=int, default=None, metavar="ROWS",
                  help="Rows per chunk (memory bound; results do not depend on it).  "
                       "[default: 65536]"),
     click.option("--input-format", type=click.Choice(["csv", "tsv", "parquet"]),
