@@ -195,7 +195,8 @@ def _request(files: list[str], o: dict[str, Any], **extra: Any) -> Any:
     return Request(
         paths=files, label=o["label"], pred=o["pred"], losses=list(o["losses"]),
         weight=o["weight"], nan=o["nan"],
-        chunk_rows=o["chunk_size"] or DEFAULT_CHUNK_ROWS, input_format=o["input_format"],
+        chunk_rows=DEFAULT_CHUNK_ROWS if o["chunk_size"] is None else o["chunk_size"],
+        input_format=o["input_format"],
         delimiter=_delimiter(o["delimiter"]), header=not o["no_header"], **extra)
 
 
