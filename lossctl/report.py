@@ -252,6 +252,16 @@ def _csv(doc: dict, delimiter: str) -> str:
     return buf.getvalue()
 
 
+def _numeric_column(rows: list[list[str]], i: int) -> bool:
+    """Right-align a column whose cells are numbers (Markdown tables)."""
+    try:
+        for r in rows:
+            float(r[i].rstrip("%") or "0")
+    except ValueError:
+        return False
+    return True
+
+
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -270,7 +280,8 @@ def _markdown(doc: dict) -> str:
         if title == "checks":
             rows = [r[:3] + ["✅ pass" if r[3] == "PASS" else "❌ FAIL"] + r[4:] for r in rows]
         lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+        lines.append("|" + "|".join("---:" if i and _numeric_column(rows, i) else "---"
+                                    for i in range(len(header))) + "|")
         for r in rows:
             cells = [f"`{_md_cell(r[0])}`" if title in ("losses", "checks") else _md_cell(r[0])]
             lines.append("| " + " | ".join(cells + [_md_cell(x) for x in r[1:]]) + " |")
