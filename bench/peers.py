@@ -1,8 +1,11 @@
 """Peer implementations timed by ``bench/run.py``, one per subprocess.
 
 Usage: ``python bench/peers.py TOOL KIND FILE`` where TOOL is one of
-polars, duckdb, pandas, naive and KIND is csv, parquet or multiclass.
-Prints ``{"tool", "versions", "rows", "values"}`` as JSON on stdout.
+polars, duckdb, pandas, naive and KIND is csv, parquet, multiclass or slices
+(slices: polars and duckdb only; mse, rmse, mae of y vs p per value of the
+``slice`` column of a Parquet file).
+Prints ``{"tool", "versions", "rows", "values"}`` as JSON on stdout; slices
+also ``"slices": {VALUE: {"rows", "mse", "rmse", "mae"}}`` (``values`` empty).
 
 Only the standard library is imported at module level: each tool imports its
 own libraries, so a child's wall time and peak RSS cover that tool alone.
@@ -33,6 +36,15 @@ def _multiclass(rows: int, ce: float) -> Result:
     return {"rows": rows, "values": {"sparse_softmax_ce": ce}}
 
 
+def _slices(keys: list[str], rows: list[int], mse: list[float], mae: list[float]) -> Result:
+    """Package per-slice values the same way for every peer."""
+    slices = {
+        str(k): {"rows": int(n), "mse": m, "rmse": math.sqrt(m), "mae": a}
+        for k, n, m, a in zip(keys, rows, mse, mae, strict=True)
+    }
+    return {"rows": sum(int(n) for n in rows), "values": {}, "slices": slices}
+
+
 def _sql_string(text: str) -> str:
     """Quote a string literal for SQL."""
     return "'" + text.replace("'", "''") + "'"
@@ -46,7 +58,17 @@ def run_polars(kind: str, path: str) -> Result:
     import polars as pl
 
     scan = pl.scan_csv(path) if kind == "csv" else pl.scan_parquet(path)
-    if kind in ("csv", "parquet"):
+    if kind == "slices":
+        diff = pl.col("y") - pl.col("p")
+        out = (
+            scan.group_by("slice")
+            .agg(rows=pl.len(), mse=(diff * diff).mean(), mae=diff.abs().mean())
+            .collect(engine="streaming")
+        )
+        result = _slices(
+            out["slice"].to_list(), out["rows"].to_list(), out["mse"].to_list(), out["mae"].to_list()
+        )
+    elif kind in ("csv", "parquet"):
         diff = pl.col("y") - pl.col("p")
         out = scan.select(rows=pl.len(), mse=(diff * diff).mean(), mae=diff.abs().mean()).collect(
             engine="streaming"
@@ -72,7 +94,11 @@ def run_duckdb(kind: str, path: str) -> Result:
 
     reader = f"read_csv({_sql_string(path)})" if kind == "csv" else (f"read_parquet({_sql_string(path)})")
     con = duckdb.connect()
-    if kind in ("csv", "parquet"):
+    if kind == "slices":
+        sql = f"SELECT slice, count(*), avg((y-p)^2), avg(abs(y-p)) FROM {reader} GROUP BY slice"
+        keys, rows, mse, mae = zip(*con.execute(sql).fetchall(), strict=True)
+        result = _slices(list(keys), list(rows), list(mse), list(mae))
+    elif kind in ("csv", "parquet"):
         sql = f"SELECT count(*), avg((y-p)^2), sqrt(avg((y-p)^2)), avg(abs(y-p)) FROM {reader}"
         rows, mse, rmse, mae = con.execute(sql).fetchone()
         result: Result = {
@@ -186,17 +212,12 @@ PEERS: dict[str, Callable[[str, str], Result]] = {
 
 def main(argv: list[str]) -> int:
     """Run one peer on one file and print its result as JSON."""
-    if (
-        len(argv) != 3
-        or argv[0] not in PEERS
-        or argv[1]
-        not in (
-            "csv",
-            "parquet",
-            "multiclass",
-        )
-    ):
+    kinds = ("csv", "parquet", "multiclass", "slices")
+    if len(argv) != 3 or argv[0] not in PEERS or argv[1] not in kinds:
         print(__doc__, file=sys.stderr)
+        return 2
+    if argv[1] == "slices" and argv[0] not in ("polars", "duckdb"):
+        print(f"{argv[0]}: no slices (group-by) implementation", file=sys.stderr)
         return 2
     tool, kind, path = argv
     result = PEERS[tool](kind, path)

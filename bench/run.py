@@ -3,9 +3,10 @@
 naive pyarrow loop.
 
 Generates deterministic data files (CSV + Parquet regression, Parquet
-multiclass) in a temporary directory, runs every tool in its own subprocess
-(wall time and the child's peak RSS via ``os.wait4``), prints a table and checks
-that all tools agree with a near-exact ``math.fsum`` reference.
+multiclass, Parquet with 100 slices) in a temporary directory, runs every tool
+in its own subprocess (wall time and the child's peak RSS via ``os.wait4``),
+prints a table and checks that all tools agree with a near-exact ``math.fsum``
+reference.
 
 The driver uses only the standard library, numpy and pyarrow; the peers live in
 ``bench/peers.py`` and import their libraries in their own process.
@@ -27,11 +28,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -39,8 +42,10 @@ HERE = Path(__file__).resolve().parent
 PEERS_SCRIPT = HERE / "peers.py"
 
 TOOLS = ("lossctl", "polars", "duckdb", "pandas", "naive")
-TASKS = ("csv", "parquet", "multiclass", "startup")
+TASKS = ("csv", "parquet", "multiclass", "startup", "slices")
 TOOL_LABELS = {"pandas": "pandas+sklearn", "naive": "naive pyarrow"}
+# Peers that implement the slices task (a group-by); the others are skipped there.
+SLICE_PEERS = ("polars", "duckdb")
 # Modules a peer needs; the driver only looks them up, it never imports them.
 PEER_MODULES = {
     "polars": ["polars"],
@@ -55,8 +60,13 @@ GENERATOR_VERSION = 1  # bump when the generated data changes (invalidates --kee
 BATCH_ROWS = 1_000_000  # generation batch == Parquet row group
 N_CLASSES = 10
 SEGMENTS = [f"s{k:02d}" for k in range(16)]
+SLICES = [f"s{k:03d}" for k in range(100)]
 STARTUP_RUNS = 10
 REL_TOL = 1e-12
+# Targets from the issue: `eval --by` (100 slices, 10M rows) peaks at most 1.5x
+# the RSS of plain eval; `--ci` adds at most 30% to the wall time.
+BY_RSS_TARGET = 1.5
+CI_WALL_TARGET = 1.3
 
 
 # --- data generation ----------------------------------------------------------
@@ -69,10 +79,17 @@ class Dataset:
     rows: int
     files: dict[str, str]
     reference: dict[str, float]
+    # slices task only: per-slice {"rows": n, "mse": ..., "rmse": ..., "mae": ...}
+    slices: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class FsumMean:
-    """Mean of float64 terms via math.fsum per chunk (error ~1 ulp per chunk)."""
+    """Mean of float64 terms, correctly rounded in practice.
+
+    Each chunk's sum is kept as ``math.fsum`` plus the fsum of its residual
+    (together exact to ~1e-32 relative); the mean is their exact rational sum
+    divided by the count, rounded once.
+    """
 
     def __init__(self) -> None:
         self.partials: list[float] = []
@@ -80,12 +97,15 @@ class FsumMean:
 
     def add(self, terms: np.ndarray) -> None:
         """Add a chunk of terms."""
-        self.partials.append(math.fsum(terms.tolist()))
+        values = terms.tolist()
+        total = math.fsum(values)
+        values.append(-total)
+        self.partials += [total, math.fsum(values)]
         self.count += terms.size
 
     def mean(self) -> float:
         """Return the mean of all terms added so far."""
-        return math.fsum(self.partials) / self.count
+        return float(sum(map(Fraction, self.partials), Fraction(0)) / self.count)
 
 
 def _batches(rows: int) -> Iterator[tuple[int, int, int]]:
@@ -113,6 +133,23 @@ def regression_batch(seed: int, index: int, start: int, n: int) -> pa.RecordBatc
     )
 
 
+def slices_batch(seed: int, index: int, start: int, n: int) -> pa.RecordBatch:
+    """One deterministic batch of id, slice (100 values, random per row), y, p."""
+    rng = np.random.default_rng([seed, 2, index])
+    y = rng.normal(100.0, 25.0, n)
+    p = y + rng.normal(0.0, 5.0, n)
+    codes = pa.array(rng.integers(0, len(SLICES), n, dtype=np.int8))
+    slice_ = pa.DictionaryArray.from_arrays(codes, pa.array(SLICES))
+    return pa.record_batch(
+        {
+            "id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+            "slice": slice_.dictionary_decode(),
+            "y": pa.array(y),
+            "p": pa.array(p),
+        }
+    )
+
+
 def multiclass_batch(seed: int, index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """One deterministic batch: labels (n,) and logits (N_CLASSES, n)."""
     rng = np.random.default_rng([seed, 1, index])
@@ -135,7 +172,7 @@ def _load_manifest(path: Path, rows: int, seed: int) -> Dataset | None:
         return None
     if not all(Path(f).exists() for f in meta["files"].values()):
         return None
-    return Dataset(rows, meta["files"], meta["reference"])
+    return Dataset(rows, meta["files"], meta["reference"], meta.get("slices", {}))
 
 
 def _save_manifest(path: Path, seed: int, dataset: Dataset) -> None:
@@ -201,6 +238,52 @@ def make_multiclass(directory: Path, rows: int, seed: int) -> Dataset:
             lse = row_max + np.log(np.exp(logits - row_max).sum(axis=0))
             ce.add(lse - logits[label, np.arange(n)])
     dataset = Dataset(rows, {"multiclass": str(path)}, {"sparse_softmax_ce": ce.mean()})
+    _save_manifest(manifest, seed, dataset)
+    log(f"  done in {time.perf_counter() - started:.1f} s")
+    return dataset
+
+
+def make_slices(directory: Path, rows: int, seed: int) -> Dataset:
+    """Write the slices Parquet file (or reuse it); overall and per-slice references."""
+    stem = f"slices-{rows}"
+    manifest = directory / f"{stem}.json"
+    cached = _load_manifest(manifest, rows, seed)
+    if cached and cached.slices:
+        log(f"reusing {stem}.parquet in {directory}")
+        return cached
+    log(f"generating {rows:,} rows with {len(SLICES)} slices -> {stem}.parquet")
+    started = time.perf_counter()
+    path = directory / f"{stem}.parquet"
+    sq, ab = FsumMean(), FsumMean()
+    slice_sq = [FsumMean() for _ in SLICES]
+    slice_ab = [FsumMean() for _ in SLICES]
+    schema = slices_batch(seed, 0, 0, 1).schema
+    with pq.ParquetWriter(path, schema) as writer:
+        for index, start, n in _batches(rows):
+            batch = slices_batch(seed, index, start, n)
+            writer.write_batch(batch, row_group_size=BATCH_ROWS)
+            diff = batch.column("y").to_numpy() - batch.column("p").to_numpy()
+            sq.add(diff * diff)
+            ab.add(np.abs(diff))
+            # Group the terms by slice: codes are re-derived from the strings.
+            codes = pc.index_in(batch.column("slice"), pa.array(SLICES)).to_numpy()
+            order = np.argsort(codes, kind="stable")
+            bounds = np.cumsum(np.bincount(codes, minlength=len(SLICES)))
+            for k, part in enumerate(np.split(diff[order], bounds[:-1])):
+                slice_sq[k].add(part * part)
+                slice_ab[k].add(np.abs(part))
+    slices = {}
+    for name, s_sq, s_ab in zip(SLICES, slice_sq, slice_ab, strict=True):
+        if s_sq.count:
+            mse = s_sq.mean()
+            slices[name] = {"rows": s_sq.count, "mse": mse, "rmse": math.sqrt(mse), "mae": s_ab.mean()}
+    mse = sq.mean()
+    dataset = Dataset(
+        rows,
+        {"slices": str(path)},
+        {"mse": mse, "rmse": math.sqrt(mse), "mae": ab.mean()},
+        slices,
+    )
     _save_manifest(manifest, seed, dataset)
     log(f"  done in {time.perf_counter() - started:.1f} s")
     return dataset
@@ -299,14 +382,28 @@ def lossctl_args(kind: str, path: str) -> list[str]:
 
 
 def parse_output(tool: str, stdout: str) -> dict[str, Any]:
-    """Normalise a tool's JSON stdout to {rows, values, versions}."""
+    """Normalise a tool's JSON stdout to {rows, values, versions, slices}.
+
+    ``slices`` maps a slice key ("/"-joined values) to {"rows": n, LOSS: value};
+    it is present only when the output has slices.
+    """
     data = json.loads(stdout)
     if tool != "lossctl":
-        return {k: data[k] for k in ("rows", "values", "versions")}
+        return {k: data[k] for k in ("rows", "values", "versions", "slices") if k in data}
     values = {}
     for name, entry in data["losses"].items():
         values[name] = float(entry["value"] if isinstance(entry, dict) else entry)
-    return {"rows": data.get("rows"), "values": values, "versions": {"lossctl": data.get("lossctl")}}
+    parsed = {"rows": data.get("rows"), "values": values, "versions": {"lossctl": data.get("lossctl")}}
+    if "slices" in data:
+        slices: dict[str, dict[str, float]] = {}
+        for item in data["slices"]:
+            key = "/".join(str(v) for v in item["key"].values())
+            if key in slices:
+                raise ValueError(f"slice {key!r} reported twice")
+            losses = {k: float(v["value"] if isinstance(v, dict) else v) for k, v in item["losses"].items()}
+            slices[key] = {"rows": item["rows"], **losses}
+        parsed["slices"] = slices
+    return parsed
 
 
 @dataclass
@@ -323,6 +420,7 @@ class Entry:
     values: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     spread: dict[str, float] = field(default_factory=dict)  # max run-to-run rel diff
+    slices: dict[str, dict[str, float]] | None = None  # last run's slices, if any
 
     @property
     def wall_s(self) -> float | None:
@@ -357,16 +455,20 @@ def run_entries(task: str, entries: dict[str, Entry], repeat: int, timeout: floa
                         if name in entry.values:
                             diff = rel_diff(value, entry.values[name])
                             entry.spread[name] = max(entry.spread.get(name, 0.0), diff)
+                    if entry.slices is not None and parsed.get("slices") is not None:
+                        diff = slice_diff(parsed["slices"], entry.slices)
+                        entry.spread["slices"] = max(entry.spread.get("slices", 0.0), diff)
                     entry.rows, entry.values = parsed["rows"], parsed["values"]
                     entry.versions = parsed["versions"]
+                    entry.slices = parsed.get("slices")
             if not run.ok:
                 entry.status = f"FAILED ({run.error})"
-                log(f"  {task:<10} {entry.label:<22} run {rep + 1}/{repeat}: {entry.status}")
+                log(f"  {task:<10} {entry.label:<26} run {rep + 1}/{repeat}: {entry.status}")
                 continue
             entry.walls_s.append(run.wall_s)
             entry.maxrss_kib.append(run.maxrss_kib)
             log(
-                f"  {task:<10} {entry.label:<22} run {rep + 1}/{repeat}: "
+                f"  {task:<10} {entry.label:<26} run {rep + 1}/{repeat}: "
                 f"{run.wall_s:8.3f} s {run.maxrss_kib / 1024:8.1f} MiB"
             )
 
@@ -383,7 +485,9 @@ def tool_entries(tools: list[str], kind: str, path: str, lossctl: str | None) ->
         else:
             entry = Entry(label, [sys.executable, str(PEERS_SCRIPT), tool, kind, path], tool)
             missing = [m for m in PEER_MODULES[tool] if not importlib.util.find_spec(m)]
-            if missing:
+            if kind == "slices" and tool not in SLICE_PEERS:
+                entry.status = "skipped (no group-by peer for slices)"
+            elif missing:
                 entry.status = f"skipped (not importable: {', '.join(missing)})"
         entries[tool] = entry
     return entries
@@ -432,6 +536,8 @@ def timing_table(entries: dict[str, Entry], base_key: str) -> str:
         ratio = wall / base_wall if wall and base_wall else None
         inverse = base_wall / wall if wall and base_wall else None
         values = " ".join(f"{k}={v:.10g}" for k, v in entry.values.items())
+        if entry.slices is not None:
+            values = f"{values} + {len(entry.slices)} slices".strip(" +")
         rows.append(
             [
                 entry.label,
@@ -451,6 +557,14 @@ def rel_diff(a: float, b: float) -> float:
     """Symmetric relative difference."""
     scale = max(abs(a), abs(b))
     return 0.0 if scale == 0 else abs(a - b) / scale
+
+
+def slice_diff(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> float:
+    """Max relative difference over the slices and losses both have (inf if keys differ)."""
+    if a.keys() != b.keys():
+        return math.inf
+    diffs = [rel_diff(a[k][m], b[k][m]) for k in a for m in a[k] if m in b[k]]
+    return max(diffs, default=0.0)
 
 
 def agreement(
@@ -473,9 +587,9 @@ def agreement(
             flag = "" if diff <= REL_TOL else "   <-- DISAGREES"
             if e.spread.get(metric):
                 flag += f"   (varies between runs by {e.spread[metric]:.2e})"
-            lines.append(f"    {e.label:<22} {value!r:<24} rel diff vs ref {diff:.2e}{flag}")
+            lines.append(f"    {e.label:<26} {value!r:<24} rel diff vs ref {diff:.2e}{flag}")
         for label in missing:
-            lines.append(f"    {label:<22} (no {metric} in output)   <-- DISAGREES")
+            lines.append(f"    {label:<26} (no {metric} in output)   <-- DISAGREES")
         summary[metric] = {
             "reference": ref,
             "max_pairwise_rel_diff": pairwise,
@@ -488,6 +602,67 @@ def agreement(
     return "\n".join(lines), summary
 
 
+def check_slices(entries: dict[str, Entry], dataset: Dataset) -> tuple[str, dict[str, Any]]:
+    """Check every tool's slices against the per-slice fsum reference.
+
+    The ``lossctl --by`` entry must also report exactly the plain run's overall
+    values; that check is done by the caller.
+    """
+    expected = dataset.slices
+    lines, summary = [], {}
+    for key, entry in entries.items():
+        if not entry.ok or not entry.tool or entry.slices is None:
+            continue
+        got = entry.slices
+        missing = sorted(expected.keys() - got.keys())
+        extra = sorted(got.keys() - expected.keys())
+        bad_rows = [k for k in expected.keys() & got.keys() if got[k].get("rows") != expected[k]["rows"]]
+        worst, worst_at = 0.0, ""
+        for name in sorted(expected.keys() & got.keys()):
+            for metric in REGRESSION_METRICS:
+                if metric not in got[name]:
+                    missing.append(f"{name}:{metric}")
+                    continue
+                diff = rel_diff(got[name][metric], expected[name][metric])
+                if diff > worst or not worst_at:
+                    worst, worst_at = diff, f"{name} {metric}"
+        ok = not (missing or extra or bad_rows) and worst <= REL_TOL
+        verdict = "agree" if ok else "DISAGREE"
+        text = (
+            f"  {entry.label:<26} {len(got)} slices (expected {len(expected)}); "
+            f"max rel diff vs ref {worst:.2e} ({worst_at}) -> {verdict} (tol {REL_TOL:g})"
+        )
+        if entry.spread.get("slices"):
+            text += f"   (slices vary between runs by {entry.spread['slices']:.2e})"
+        lines.append(text)
+        for what, items in (("missing", missing), ("unexpected", extra), ("wrong row count", bad_rows)):
+            if items:
+                lines.append(f"    {what}: {', '.join(items[:10])}{' ...' if len(items) > 10 else ''}")
+        summary[key] = {
+            "slices": len(got),
+            "expected_slices": len(expected),
+            "max_rel_diff": worst,
+            "worst": worst_at,
+            "missing": missing,
+            "unexpected": extra,
+            "wrong_rows": bad_rows,
+            "verdict": verdict,
+        }
+    return "\n".join(lines), summary
+
+
+def ratios(num: Entry, den: Entry) -> tuple[float, float] | None:
+    """(median wall, max peak RSS) of ``num`` relative to ``den``; None if either failed."""
+    if not (num.ok and den.ok and num.wall_s and den.wall_s and num.rss_mib and den.rss_mib):
+        return None
+    return num.wall_s / den.wall_s, num.rss_mib / den.rss_mib
+
+
+def within(value: float, target: float) -> str:
+    """'met' or 'MISSED' against an upper bound."""
+    return "met" if value <= target else "MISSED"
+
+
 # --- tasks ------------------------------------------------------------------------
 
 
@@ -497,8 +672,11 @@ def write_tiny_csv(directory: Path, seed: int) -> Dataset:
     path = directory / "tiny-10.csv"
     pacsv.write_csv(pa.Table.from_batches([batch]), path)
     diff = batch.column("y").to_numpy() - batch.column("p").to_numpy()
-    mse = math.fsum((diff * diff).tolist()) / 10
-    ref = {"mse": mse, "rmse": math.sqrt(mse), "mae": math.fsum(np.abs(diff).tolist()) / 10}
+    sq, ab = FsumMean(), FsumMean()
+    sq.add(diff * diff)
+    ab.add(np.abs(diff))
+    mse = sq.mean()
+    ref = {"mse": mse, "rmse": math.sqrt(mse), "mae": ab.mean()}
     return Dataset(10, {"csv": str(path)}, ref)
 
 
@@ -509,14 +687,21 @@ def report_task(
     base_key: str,
     results: dict[str, Any],
     name: str,
+    overall: list[str] | None = None,
 ) -> None:
-    """Print one task's table and agreement check; store it in ``results``."""
+    """Print one task's table and agreement check; store it in ``results``.
+
+    ``overall`` restricts the check of the overall values to these entries
+    (default: all).
+    """
     print(f"\n== {title}")
     print(timing_table(entries, base_key))
     summary = None
-    if dataset is not None:
-        text, summary = agreement(entries, dataset.reference, dataset.rows)
-        print("agreement:")
+    checked = entries if overall is None else {k: e for k, e in entries.items() if k in overall}
+    if dataset is not None and checked:
+        text, summary = agreement(checked, dataset.reference, dataset.rows)
+        labels = ", ".join(e.label for e in checked.values())
+        print("agreement:" if overall is None else f"agreement ({labels}):")
         print(text)
     results[name] = {
         "title": title,
@@ -559,6 +744,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rows", type=int, default=20_000_000, help="regression rows (default %(default)s)")
     ap.add_argument("--mc-rows", type=int, default=5_000_000, help="multiclass rows (default %(default)s)")
     ap.add_argument(
+        "--slice-rows", type=int, default=10_000_000, help="rows of the slices task (default %(default)s)"
+    )
+    ap.add_argument(
         "--repeat", type=int, default=3, help="runs per tool and task; median wall, max RSS (default 3)"
     )
     ap.add_argument(
@@ -568,7 +756,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--ci-overhead",
         action="store_true",
-        help="time 'lossctl eval --ci' against plain eval on the Parquet file",
+        help="time 'lossctl eval --ci' against plain eval on the regression Parquet and CSV files",
     )
     ap.add_argument("--seed", type=int, default=20240607, help="data seed")
     ap.add_argument(
@@ -578,8 +766,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds before a single run is killed (default %(default)s)",
     )
     args = ap.parse_args(argv)
-    if args.rows < 1 or args.mc_rows < 1 or args.repeat < 1:
-        ap.error("--rows, --mc-rows and --repeat must be positive")
+    if min(args.rows, args.mc_rows, args.slice_rows, args.repeat) < 1:
+        ap.error("--rows, --mc-rows, --slice-rows and --repeat must be positive")
     return args
 
 
@@ -626,31 +814,107 @@ def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         )
         report_task(title, entries, tiny, "lossctl", results, "startup")
 
-    if args.ci_overhead:
+    if "slices" in args.tasks:
+        run_slices(args, directory, lossctl, results)
+
+    if args.ci_overhead and "lossctl" not in args.tools:
+        print("\n--ci overhead not measured: lossctl is not among --tools")
+    elif args.ci_overhead:
         assert reg is not None
-        base = [lossctl or "lossctl", *lossctl_args("parquet", reg.files["parquet"])]
-        entries = {
-            "lossctl": Entry("lossctl eval", base, "lossctl"),
-            "lossctl --ci": Entry("lossctl eval --ci", [*base, "--ci"], "lossctl"),
-        }
-        if lossctl is None:
-            for entry in entries.values():
-                entry.status = "FAILED (lossctl executable not found)"
-        run_entries("ci", entries, args.repeat, args.timeout)
-        report_task(
-            f"ci-overhead: {Path(reg.files['parquet']).name}",
-            entries,
-            None,
-            "lossctl",
-            results,
-            "ci_overhead",
-        )
-        plain, ci = entries["lossctl"], entries["lossctl --ci"]
-        if plain.ok and ci.ok:
-            print(f"--ci costs {ci.wall_s / plain.wall_s:.2f}x the wall time of plain eval")
-        else:
-            print(f"--ci overhead not measured: eval {plain.status}, --ci {ci.status}")
+        run_ci_overhead(args, reg, lossctl, results)
     return results
+
+
+def run_slices(
+    args: argparse.Namespace, directory: Path, lossctl: str | None, results: dict[str, Any]
+) -> None:
+    """``eval`` vs ``eval --by slice`` (100 slices) on one Parquet file, plus group-by peers."""
+    dataset = make_slices(directory, args.slice_rows, args.seed)
+    path = dataset.files["slices"]
+    found = tool_entries(args.tools, "slices", path, lossctl)
+    entries: dict[str, Entry] = {}
+    if "lossctl" in found:
+        plain = found.pop("lossctl")
+        plain.label = "lossctl eval"
+        by = Entry("lossctl eval --by slice", [*plain.cmd, "--by", "slice"], "lossctl", plain.status)
+        entries = {"lossctl": plain, "lossctl --by": by}
+    for tool, entry in found.items():
+        entry.label = f"{entry.label} group-by"
+        entries[tool] = entry
+    run_entries("slices", entries, args.repeat, args.timeout)
+    size = Path(path).stat().st_size / 1e6
+    title = f"slices: {Path(path).name} ({dataset.rows:,} rows, {len(dataset.slices)} slices, {size:,.0f} MB)"
+    report_task(title, entries, dataset, "lossctl", results, "slices", overall=["lossctl", "lossctl --by"])
+    text, summary = check_slices(entries, dataset)
+    if text:
+        print("slices vs per-slice reference (fsum):")
+        print(text)
+    results["slices"]["slice_agreement"] = summary
+    if "lossctl" not in entries:
+        return
+    plain, by = entries["lossctl"], entries["lossctl --by"]
+    measured = ratios(by, plain)
+    if measured is None:
+        print(f"--by overhead not measured: eval {plain.status}, --by {by.status}")
+        return
+    wall, rss = measured
+    same = plain.values == by.values and plain.rows == by.rows
+    slices_ok = summary.get("lossctl --by", {}).get("verdict") == "agree"
+    print(
+        f"--by slice ({len(by.slices or {})} slices) costs {rss:.2f}x the peak RSS "
+        f"(target <= {BY_RSS_TARGET}x: {within(rss, BY_RSS_TARGET)}) and {wall:.2f}x the wall time "
+        f"of plain eval; overall values {'identical to' if same else 'DIFFER from'} plain eval; "
+        f"slices {'agree with' if slices_ok else 'DISAGREE with'} the reference"
+    )
+    results["slices"]["by_vs_plain"] = {
+        "wall_ratio": wall,
+        "rss_ratio": rss,
+        "rss_target": BY_RSS_TARGET,
+        "overall_identical": same,
+        "slices_agree": slices_ok,
+    }
+
+
+def run_ci_overhead(
+    args: argparse.Namespace, reg: Dataset, lossctl: str | None, results: dict[str, Any]
+) -> None:
+    """``eval --ci`` vs plain ``eval`` on the regression Parquet and CSV files, interleaved."""
+    groups: dict[str, dict[str, Entry]] = {}
+    for kind in ("parquet", "csv"):
+        base = [lossctl or "lossctl", *lossctl_args(kind, reg.files[kind])]
+        groups[kind] = {
+            "lossctl": Entry(f"lossctl eval {kind}", base, "lossctl"),
+            "lossctl --ci": Entry(f"lossctl eval --ci {kind}", [*base, "--ci"], "lossctl"),
+        }
+    everything = {f"{kind} {key}": e for kind, group in groups.items() for key, e in group.items()}
+    if lossctl is None:
+        for entry in everything.values():
+            entry.status = "FAILED (lossctl executable not found)"
+    run_entries("ci", everything, args.repeat, args.timeout)
+    lines = []
+    for kind, entries in groups.items():
+        name = f"ci_overhead_{kind}"
+        report_task(f"ci-overhead: {Path(reg.files[kind]).name}", entries, reg, "lossctl", results, name)
+        plain, ci = entries["lossctl"], entries["lossctl --ci"]
+        measured = ratios(ci, plain)
+        if measured is None:
+            lines.append(f"--ci overhead on {kind} not measured: eval {plain.status}, --ci {ci.status}")
+            continue
+        wall, rss = measured
+        same = plain.values == ci.values
+        lines.append(
+            f"--ci costs {wall:.2f}x the wall time of plain eval on {kind} "
+            f"(target <= {CI_WALL_TARGET}x: {within(wall, CI_WALL_TARGET)}), {rss:.2f}x the peak RSS; "
+            f"point values {'identical' if same else 'DIFFER'}"
+        )
+        results[name]["ci_vs_plain"] = {
+            "wall_ratio": wall,
+            "rss_ratio": rss,
+            "wall_target": CI_WALL_TARGET,
+            "values_identical": same,
+        }
+    print()
+    print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -683,6 +947,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeat": args.repeat,
             "rows": args.rows,
             "mc_rows": args.mc_rows,
+            "slice_rows": args.slice_rows,
             "seed": args.seed,
             "rel_tol": REL_TOL,
             "load_average_end": os.getloadavg(),
