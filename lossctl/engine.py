@@ -126,8 +126,9 @@ class Columns:
 
     @property
     def text(self) -> list[str]:
-        """Columns read as they are (strings in CSV), not as numbers."""
-        return list(dict.fromkeys(self.by + self.keep + ([self.key] if self.key else [])))
+        """Columns read as they are (strings in CSV), not as numbers (slice keys aside)."""
+        return [c for c in dict.fromkeys(self.keep + ([self.key] if self.key else []))
+                if c not in self.by]
 
     def name(self, role: str, index: int | None) -> str:
         cols = {"label": self.label, "prediction": self.pred, "weight": [self.weight or ""],
@@ -370,24 +371,44 @@ def _slice_codes(batch: pa.RecordBatch, columns: list[str], keys: SliceKeys) -> 
     local: list[np.ndarray] = []
     values: list[list] = []
     for c in columns:
-        enc = pc.dictionary_encode(batch.column(c), null_encoding="encode")
-        local.append(np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64))
-        values.append([_slice_value(v) for v in enc.dictionary.to_pylist()])
+        col = batch.column(c)
+        if not pa.types.is_dictionary(col.type):
+            col = pc.dictionary_encode(col)
+        codes, vals = _dictionary_codes(col)
+        local.append(codes)
+        values.append(vals)
     if len(columns) == 1:
-        lookup = np.array([keys.code((v,)) for v in values[0]], dtype=np.int64)
-        return lookup[local[0]] if len(lookup) else np.zeros(0, dtype=np.int64)
+        used = np.flatnonzero(np.bincount(local[0], minlength=len(values[0])))
+        lookup = np.zeros(len(values[0]), dtype=np.int64)
+        lookup[used] = [keys.code((values[0][i],)) for i in used.tolist()]
+        return lookup[local[0]]
     combined = np.zeros(batch.num_rows, dtype=np.int64)
     for codes, vals in zip(local, values, strict=True):
         combined = combined * len(vals) + codes
         if combined.size and combined.max() > (1 << 40):  # keep the product small
             _, combined = np.unique(combined, return_inverse=True)
     uniq, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
-    lookup = np.array([keys.code(tuple(vals[codes[i]] for codes, vals in zip(local, values,
+    appearance = np.argsort(first)  # register new slices in the order their rows come
+    lookup = np.empty(len(uniq), dtype=np.int64)
+    for u in appearance.tolist():
+        row = int(first[u])
+        lookup[u] = keys.code(tuple(vals[codes[row]] for codes, vals in zip(local, values,
                                                                             strict=True)))
-                       for i in first[np.argsort(first)].tolist()], dtype=np.int64)
-    order = np.empty(len(uniq), dtype=np.int64)
-    order[np.argsort(first)] = np.arange(len(uniq))
-    return lookup[order[inverse.reshape(-1)]]
+    return lookup[inverse.reshape(-1)]
+
+
+def _dictionary_codes(col: pa.DictionaryArray) -> tuple[np.ndarray, list]:
+    """Indices of a dictionary array as int64 (a null is one more value, None) and its values."""
+    values = [_slice_value(v) for v in col.dictionary.to_pylist()]
+    idx = col.indices
+    codes = np.frombuffer(idx.buffers()[1], dtype=np.dtype(f"int{idx.type.bit_width}"), count=len(idx),
+                          offset=idx.offset * idx.type.bit_width // 8).astype(np.int64)
+    if col.null_count:
+        bits = np.unpackbits(np.frombuffer(idx.buffers()[0], dtype=np.uint8), bitorder="little")
+        valid = bits[idx.offset:idx.offset + len(idx)].astype(bool)
+        codes = np.where(valid, codes, len(values))
+        values.append(None)
+    return codes, values
 
 
 def _slice_value(v: Any) -> Any:
@@ -545,7 +566,7 @@ class Evaluation:
 
     def _read(self, reader: Reader, cols: Columns, start: int) -> Iterator[None]:
         name = reader.source.name
-        for batch in reader.batches(cols.needed, text=cols.text):
+        for batch in reader.batches(cols.needed, text=cols.text, categories=cols.by):
             for piece in _pieces(batch, self.req.chunk_rows):
                 if piece.num_rows == 0:
                     continue

@@ -295,22 +295,30 @@ class Reader:
 
     # -- batches -------------------------------------------------------------
 
-    def batches(self, columns: list[str], text: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+    def batches(self, columns: list[str], text: Sequence[str] = (),
+                categories: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
         """Yield record batches holding ``columns``, in file order.
 
-        CSV values are parsed as float64, except the ``text`` columns (slice
-        keys, kept columns, join keys), read as strings: the same value then
-        has the same type in every block and file.
+        CSV values are parsed as float64, except the ``text`` columns (kept
+        columns, join keys), read as strings: the same value then has the
+        same type in every block and file.  ``categories`` (slice keys) come
+        dictionary-encoded where the format allows (CSV, Parquet strings),
+        which spares hashing every value again.
         """
         s = self.source
         if s.format == "parquet":
             assert self._pf is not None
-            for batch in self._pf.iter_batches(batch_size=self.batch_rows, columns=columns,
-                                               use_threads=True):
+            pf = self._pf
+            strings = [c for c in categories if _is_string(self.parquet_types.get(c))]
+            if strings:  # a new reader: read_dictionary is set when the file is opened
+                pf = self._pf = pq.ParquetFile(self._raw(), pre_buffer=False, buffer_size=1 << 20,
+                                               read_dictionary=strings)
+            for batch in pf.iter_batches(batch_size=self.batch_rows, columns=columns,
+                                         use_threads=True):
                 self._rows_done += batch.num_rows
                 yield batch
             return
-        yield from self._csv_batches(columns, set(text))
+        yield from self._csv_batches(columns, set(text) | set(categories), set(categories))
 
     # -- CSV: newline-aligned blocks parsed in parallel -----------------------
 
@@ -366,13 +374,16 @@ class Reader:
         finally:
             f.close()
 
-    def _parse_block(self, block: _Block, columns: list[str], text: set[str]) -> pa.Table:
-        types = {c: pa.string() if c in text else pa.float64() for c in columns}
+    def _parse_block(self, block: _Block, columns: list[str], text: set[str],
+                     categories: set[str]) -> pa.Table:
+        types = {c: (_CATEGORY if c in categories else pa.string()) if c in text else pa.float64()
+                 for c in columns}
         read, parse, convert = self._csv_options(columns, types, block)
         return pacsv.read_csv(block.buffer(), read_options=read, parse_options=parse,
                               convert_options=convert)
 
-    def _csv_batches(self, columns: list[str], text: set[str]) -> Iterator[pa.RecordBatch]:
+    def _csv_batches(self, columns: list[str], text: set[str], categories: set[str]
+                     ) -> Iterator[pa.RecordBatch]:
         threads = min(4, os.cpu_count() or 1)
         pending: deque[tuple[bytes, Future]] = deque()
         rows = 0
@@ -380,7 +391,7 @@ class Reader:
             blocks = self._blocks()
             try:
                 for block in blocks:
-                    pending.append((block, pool.submit(self._parse_block, block, columns, text)))
+                    pending.append((block, pool.submit(self._parse_block, block, columns, text, categories)))
                     while len(pending) > threads + 1:
                         rows = yield from self._collect(pending, [c for c in columns if c not in text], rows)
                 while pending:
@@ -418,6 +429,13 @@ class Reader:
             i, name, v = best
             raise InvalidInput("not a number", first_row + i, "", v, column=name,
                                source=self.source.name, line=first_row + i + 1)
+
+
+_CATEGORY = pa.dictionary(pa.int32(), pa.string())
+
+
+def _is_string(t: pa.DataType | None) -> bool:
+    return t is not None and (pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
 def _first_record_end(data: bytes | bytearray, begin: int, end: int) -> int:
