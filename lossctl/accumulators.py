@@ -166,48 +166,60 @@ class ExactSum:
 class GroupedSum:
     """Exact sums per group (a slice, or a bootstrap bucket), vectorised over a chunk.
 
-    The same split as :func:`exact_sum_scaled`, with the bin index extended
-    by the group: ``slot(exponent) * groups + group``.  Only exponents that
-    occur get a slot, so ``groups x slots`` stays small.  Each bin's sums are
-    integers in the unit of their exponent and go into int64 counters; every
-    ``_FLUSH_ROWS`` rows the counters are folded into Python integers (units
-    of 2**-1074) before they could overflow.
+    The split of :func:`exact_sum_scaled`, with the bin index extended by the
+    group: ``slot(exponent) * groups + group``.  Only exponents that occur get
+    a slot, so ``slots x groups`` stays small.  Here the high part keeps 32
+    significant bits, so float bins stay exact for 2**21 values each: chunk
+    after chunk is added into float bins, which are turned into int64
+    counters (in the unit of their exponent) only every ``_FLOAT_ROWS`` rows,
+    and those into Python integers (units of 2**-1074) every
+    ``_INT_ROWS`` rows, before either could lose a bit.
     """
 
-    _FLUSH_ROWS = 1 << 25  # 2**37 * 2**25 < 2**63: int64 counters cannot overflow
+    _FLOAT_ROWS = 1 << 21  # 2**32 * 2**21 = 2**53: float bins are exact up to here
+    _INT_ROWS = 1 << 30  # 2**53 per flush, 2**9 flushes: int64 counters cannot overflow
+    _MASK = np.uint64(0xFFFF_FFFF_FFE0_0000)  # sign, exponent, top 20 mantissa bits
+    _LOW_BITS = 21
+    _HUGE = 2020  # |x| >= 2**997: 2**21 high parts could overflow a float bin; added as ints
+    _NEW, _RARE = -1, -2  # slot table marks: exponent not seen yet, value added exactly
 
     def __init__(self, groups: int = 0) -> None:
         self.groups = groups
-        self.slot_of = np.full(4096, -1, dtype=np.int64)  # biased exponent (with sign) -> slot
+        self.slot_of = np.full(4096, self._NEW, dtype=np.int64)  # biased exponent (with sign)
+        for e in (*range(self._HUGE, 0x800), *range(0x800 + self._HUGE, 0x1000)):
+            self.slot_of[e] = self._RARE
         self.exps: list[int] = []  # biased exponent of each slot
-        self.hi = np.zeros((0, groups), dtype=np.int64)
-        self.lo = np.zeros((0, groups), dtype=np.int64)
+        self._base = self.slot_of * groups  # slot * groups, the bin row of each exponent
+        self.fhi = np.zeros((0, groups))  # exact float bins since the last flush
+        self.flo = np.zeros((0, groups))
+        self.hi = np.zeros((0, groups), dtype=np.int64)  # in units of 2**(e - 1075 + 21)
+        self.lo = np.zeros((0, groups), dtype=np.int64)  # in units of 2**(e - 1075)
         self.ints = [0] * groups  # folded exact sums, units of 2**-1074
         self.nonfinite = np.zeros(groups)
-        self._pending = 0
+        self._float_rows = 0
+        self._int_rows = 0
 
     def grow(self, groups: int) -> None:
         """Make room for group codes below ``groups``."""
         if groups <= self.groups:
             return
         extra = groups - self.groups
-        self.hi = np.pad(self.hi, ((0, 0), (0, extra)))
-        self.lo = np.pad(self.lo, ((0, 0), (0, extra)))
+        for name in ("fhi", "flo", "hi", "lo"):
+            setattr(self, name, np.pad(getattr(self, name), ((0, 0), (0, extra))))
         self.ints.extend([0] * extra)
         self.nonfinite = np.pad(self.nonfinite, (0, extra))
         self.groups = groups
+        self._base = np.where(self.slot_of >= 0, self.slot_of * groups, self.slot_of)
 
-    def _slots(self, exp: np.ndarray) -> np.ndarray:
-        slots = self.slot_of[exp]
-        if (slots < 0).any():
-            for e in np.unique(exp[slots < 0] & 0x7FF).tolist():
-                self.slot_of[e] = self.slot_of[e | 0x800] = len(self.exps)
-                self.exps.append(e)
-            zeros = np.zeros((len(self.exps) - len(self.hi), self.groups), dtype=np.int64)
-            self.hi = np.vstack([self.hi, zeros])
-            self.lo = np.vstack([self.lo, zeros])
-            slots = self.slot_of[exp]
-        return slots
+    def _new_slots(self, exps: np.ndarray) -> None:
+        for e in np.unique(exps & 0x7FF).tolist():
+            self.slot_of[e] = self.slot_of[e | 0x800] = len(self.exps)
+            self.exps.append(e)
+        rows = len(self.exps) - len(self.hi)
+        for name in ("fhi", "flo", "hi", "lo"):
+            a = getattr(self, name)
+            setattr(self, name, np.vstack([a, np.zeros((rows, self.groups), dtype=a.dtype)]))
+        self._base = np.where(self.slot_of >= 0, self.slot_of * self.groups, self.slot_of)
 
     def add(self, x: np.ndarray, groups: np.ndarray) -> None:
         """Add ``x[i]`` to group ``groups[i]`` (codes below ``self.groups``), exactly."""
@@ -217,29 +229,41 @@ class GroupedSum:
 
     def _add_block(self, x: np.ndarray, groups: np.ndarray) -> None:
         bits = x.view(np.uint64)
-        exp = (bits >> np.uint64(52)).astype(np.int64)
-        biased = exp & 0x7FF
-        rare = biased >= _HUGE_EXP
-        if rare.any():  # inf/nan after an overflow, or values near the float64 limit
-            for v, g in zip(x[rare].tolist(), groups[rare].tolist(), strict=True):
-                if math.isfinite(v):
-                    self.ints[g] += int(v) << _SCALE
-                else:
-                    self.nonfinite[g] += v
-            x, groups, exp = x[~rare], groups[~rare], exp[~rare]
-            bits = x.view(np.uint64)
-        slots = self._slots(exp)
-        key = slots * self.groups + groups
-        hi = (bits & _HI_MASK).view(np.float64)
-        size = len(self.exps) * self.groups
-        sh = np.bincount(key, weights=hi, minlength=size).reshape(len(self.exps), self.groups)
-        sl = np.bincount(key, weights=x - hi, minlength=size).reshape(len(self.exps), self.groups)
-        # bin sums are integers in the unit of their exponent: scale them there exactly
-        unit = np.maximum(np.array(self.exps), 1) - 1075
-        self.hi += np.ldexp(sh, -(unit + 16)[:, None]).astype(np.int64)
-        self.lo += np.ldexp(sl, -unit[:, None]).astype(np.int64)
-        self._pending += len(x)
-        if self._pending >= self._FLUSH_ROWS:
+        exp = (bits >> np.uint64(52)).view(np.int64)
+        base = self._base[exp]
+        if base.min() < 0:
+            slot = self.slot_of[exp]
+            if (slot == self._NEW).any():
+                self._new_slots(exp[slot == self._NEW])
+            rare = self.slot_of[exp] == self._RARE
+            if rare.any():  # inf/nan after an overflow, or values near the float64 limit
+                for v, g in zip(x[rare].tolist(), groups[rare].tolist(), strict=True):
+                    if math.isfinite(v):
+                        self.ints[g] += int(v) << _SCALE
+                    else:
+                        self.nonfinite[g] += v
+                x, groups, exp = x[~rare], groups[~rare], exp[~rare]
+                bits = x.view(np.uint64)
+            base = self._base[exp]
+        if self._float_rows + len(x) > self._FLOAT_ROWS:
+            self._flush_floats()
+        key = base + groups
+        hi = (bits & self._MASK).view(np.float64)
+        size = self.fhi.size
+        self.fhi += np.bincount(key, weights=hi, minlength=size).reshape(self.fhi.shape)
+        self.flo += np.bincount(key, weights=x - hi, minlength=size).reshape(self.flo.shape)
+        self._float_rows += len(x)
+
+    def _flush_floats(self) -> None:
+        """Float bins -> int64 counters: each bin is an integer in its exponent's unit."""
+        unit = np.maximum(np.array(self.exps, dtype=np.int64), 1) - 1075
+        self.hi += np.ldexp(self.fhi, -(unit + self._LOW_BITS)[:, None]).astype(np.int64)
+        self.lo += np.ldexp(self.flo, -unit[:, None]).astype(np.int64)
+        self.fhi[:] = 0.0
+        self.flo[:] = 0.0
+        self._int_rows += self._float_rows
+        self._float_rows = 0
+        if self._int_rows >= self._INT_ROWS:
             self._flush()
 
     def add_weighted(self, values: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> None:
@@ -254,17 +278,22 @@ class GroupedSum:
         self.add(products, groups)
 
     def _flush(self) -> None:
-        """Fold the int64 counters into the exact Python integers."""
+        """Fold the int64 counters into the exact Python integers (object arithmetic, per slot)."""
+        if not self.exps or not (self.hi.any() or self.lo.any()):
+            return
+        total = np.zeros(self.groups, dtype=object)
         for s, e in enumerate(self.exps):
             shift = max(e, 1) - 1
-            for g in np.flatnonzero(self.hi[s] | self.lo[s]).tolist():
-                self.ints[g] += (int(self.hi[s, g]) << (shift + 16)) + (int(self.lo[s, g]) << shift)
+            total += self.hi[s].astype(object) * (1 << (shift + self._LOW_BITS)) \
+                + self.lo[s].astype(object) * (1 << shift)
+        self.ints = [a + int(b) for a, b in zip(self.ints, total.tolist(), strict=True)]
         self.hi[:] = 0
         self.lo[:] = 0
-        self._pending = 0
+        self._int_rows = 0
 
     def totals(self) -> list[ExactSum]:
         """The exact sum of every group."""
+        self._flush_floats()
         self._flush()
         return [ExactSum(s, float(f)) for s, f in zip(self.ints, self.nonfinite.tolist(), strict=True)]
 
@@ -490,6 +519,13 @@ class _Groups:
             g.sums[k] = GroupedSum.from_json(data["sums"][name])
             g.sums[k].grow(g.size)
         return g
+
+
+def _total(sums: Sequence[ExactSum]) -> ExactSum:
+    out = ExactSum()
+    for t in sums:
+        out.merge(t)
+    return out
 
 
 @dataclass
@@ -722,10 +758,11 @@ class EvalState:
                 d = ys - ps if self._on_diff else None
                 for key, loss in self._kernels.items():
                     values = loss.per_row(ys, ps, d)
-                    if ws is not None:
-                        self.sums[key].add_weighted(values, ws)
-                    else:
-                        self.sums[key].add(values)
+                    if not groups:  # else the overall sums are the groups' sums (_overall)
+                        if ws is not None:
+                            self.sums[key].add_weighted(values, ws)
+                        else:
+                            self.sums[key].add(values)
                     for g, codes in groups:
                         cs = codes[start:start + step]
                         if ws is not None:
@@ -737,10 +774,11 @@ class EvalState:
                         self.top.add(values, idx if rows is None else rows[idx], info)
                     if keep_values:
                         kept.setdefault(key, []).append(values)
-        if w is not None:
-            self.weight_sum.add(w)
-        else:
-            self.weight_sum.add_count(n)
+        if not groups:
+            if w is not None:
+                self.weight_sum.add(w)
+            else:
+                self.weight_sum.add_count(n)
         for g, codes in groups:
             g.add_rows(codes, w)
         self.rows += n
@@ -790,11 +828,24 @@ class EvalState:
             self.top.merge(other.top)
         return self
 
+    def _overall(self) -> None:
+        """Overall sums as the exact sums of a grouping every row went into (buckets or slices).
+
+        With groups, rows are summed once, per group; adding the groups up
+        is exact, so this is the same as summing the rows.
+        """
+        g = self.bucket_sums if self.bucket_sums is not None else self.slices
+        if g is None:
+            return
+        self.weight_sum = _total(g.weight_totals())
+        self.sums = {k: _total(s.totals()) for k, s in g.sums.items()}
+
     def _values(self, sums: dict[tuple, ExactSum], weight: ExactSum) -> dict[str, float]:
         return {l.key: l.finish(sums[l.rows_key].mean(weight)) for l in self.losses}
 
     def result(self) -> Result:
         """The weighted mean of every loss; raises InputError on empty or zero-weight input."""
+        self._overall()
         if self.rows == 0:
             extra = f" (all {self.rows_skipped} rows were skipped)" if self.rows_skipped else ""
             raise InputError(f"no rows to evaluate{extra}")
@@ -835,6 +886,7 @@ class EvalState:
     def to_json(self) -> dict:
         """A JSON-able, lossless snapshot of the state."""
         names = {k: l.canonical for k, l in self._kernels.items()}
+        self._overall()
         return {
             "version": STATE_VERSION,
             "losses": [l.to_json() for l in self.losses],

@@ -282,8 +282,14 @@ class Chunk:
     first_row: int  # stream row of the chunk's first row (before any rows were dropped)
     info: RowInfo  # file, first data row in it, kept columns, offsets of the rows kept
     slices: np.ndarray | None = None
-    buckets: np.ndarray | None = None
+    bucket_rows: np.ndarray | None = None  # rows in the file to hash into buckets (--ci)
+    seed: int = 0
     drops: list[np.ndarray | None] = field(default_factory=list)
+
+    def buckets(self) -> np.ndarray | None:
+        if self.bucket_rows is None:
+            return None
+        return intervals.bucket_ids(self.info.source, self.bucket_rows, self.seed)
 
 
 Sink = Callable[[Chunk, dict[str, np.ndarray]], None]  # per-row values of a chunk, in order
@@ -313,9 +319,10 @@ class _Pool:
         sts = self.free.get()
         try:
             out = None
+            buckets = chunk.buckets()
             for st, p, drop in zip(sts, chunk.preds, chunk.drops or [None] * len(sts), strict=True):
                 values = st.update(chunk.y, p, chunk.w, chunk.first_row, slices=chunk.slices,
-                                   buckets=chunk.buckets, drop=drop, info=chunk.info,
+                                   buckets=buckets, drop=drop, info=chunk.info,
                                    per_row=self.sink is not None)
                 out = values if out is None else out
             return out
@@ -628,13 +635,13 @@ class Evaluation:
         offsets = np.arange(piece.num_rows) if kept_rows is None else kept_rows
         info = RowInfo(source, file_row, piece.select(cols.keep) if cols.keep else None, kept_rows)
         preds = [arrays[m] for m in req.models]
-        chunk = Chunk(arrays["label"], preds, arrays.get("weight"), self.rows, info)
+        chunk = Chunk(arrays["label"], preds, arrays.get("weight"), self.rows, info, seed=req.seed)
         if cols.by:
             if self.slice_keys is None:
                 self.slice_keys = SliceKeys(cols.by, req.max_slices)
             chunk.slices = _slice_codes(piece, cols.by, self.slice_keys)
-        if req.ci:
-            chunk.buckets = intervals.bucket_ids(source, file_row + offsets, req.seed)
+        if req.ci:  # the hash runs in the worker thread (see _Pool._run)
+            chunk.bucket_rows = file_row + offsets
         if len(preds) > 1 and req.nan == "skip":  # a row bad in either model is dropped for both
             bad = [~np.isfinite(p) if p.ndim == 1 else ~np.isfinite(p).all(axis=1) for p in preds]
             chunk.drops = [bad[1], bad[0]]
