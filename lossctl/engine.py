@@ -15,18 +15,19 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from queue import SimpleQueue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import intervals
 from .accumulators import EvalState, Result, RowInfo, SliceKeys
 from .errors import InputError, InvalidInput, LossctlError, UsageError
-from .joins import JoinStats, KeyJoin, RowJoin, missing_key
 from .losses import Loss, default_losses, parse_loss_list
 from .sources import Reader, Source, expand_paths, open_source, select_columns
+
+if TYPE_CHECKING:  # pyarrow.compute (imported by joins and slices) costs 40 ms of start-up
+    from .joins import JoinStats, KeyJoin, RowJoin
 
 DEFAULT_CHUNK_ROWS = 1 << 16
 SAMPLE_ROWS = 10_000  # the automatic loss choice looks at this many first rows of the stream
@@ -375,6 +376,8 @@ class _Pool:
 
 def _slice_codes(batch: pa.RecordBatch, columns: list[str], keys: SliceKeys) -> np.ndarray:
     """Each row's slice code: its tuple of --by values, numbered in order of first appearance."""
+    import pyarrow.compute as pc
+
     local: list[np.ndarray] = []
     values: list[list] = []
     for c in columns:
@@ -468,10 +471,9 @@ class Evaluation:
             names = ", ".join(s.name for s in self.sources)
             raise InputError(f"{names}: no data rows to evaluate (the input is empty)")
         join = None
-        if isinstance(self.join, RowJoin):
-            join = self.join.finish(self.rows, ", ".join(s.name for s in self.sources))
-        elif isinstance(self.join, KeyJoin):
-            join = self.join.finish()
+        if self.join is not None and self.req.join is not None:
+            join = self.join.finish() if self.req.join.key else \
+                self.join.finish(self.rows, ", ".join(s.name for s in self.sources))
         inputs = [s.name for s in self.sources]
         if self.req.compare and self.req.join is not None:  # the candidate's file
             inputs += [s.name for s in self.join_sources]
@@ -481,6 +483,8 @@ class Evaluation:
         j = self.req.join
         if j is None:
             return
+        from .joins import KeyJoin, RowJoin
+
         if j.missing not in ("error", "skip"):
             raise UsageError("--missing must be 'error' or 'skip'")
         sources = self.join_sources = self._open(j.paths)
@@ -521,8 +525,8 @@ class Evaluation:
         """Columns that come from the joined file, named in reports and errors."""
         if self.join is None:
             return
-        if isinstance(self.join, RowJoin):
-            self.join.take(0)  # opens the file, resolves its columns
+        if self.req.join is not None and not self.req.join.key:
+            self.join.open()
         if "label" in self.join.columns:
             cols.label = self.join.columns["label"]
         if "candidate" in self.join.columns:
@@ -607,7 +611,7 @@ class Evaluation:
         arrays = {role: _role_array(piece, cs) for role, cs in cols.roles.items()}
         if self.join is None:
             return arrays, piece, None
-        if isinstance(self.join, RowJoin):
+        if not cols.key:
             other = self.join.take(piece.num_rows)
             if other is None:
                 return None, piece, None
@@ -620,7 +624,9 @@ class Evaluation:
             self.join.stats.unmatched_main += int(missing.sum())
             if self.req.join is not None and self.req.join.missing == "error":
                 i = int(np.flatnonzero(missing)[0])
-                raise missing_key(i, cols.key or "", piece.column(cols.key)[i].as_py())
+                from .joins import missing_key
+
+                raise missing_key(i, cols.key, piece.column(cols.key)[i].as_py())
             kept_rows = np.flatnonzero(~missing)
             piece = piece.take(pa.array(kept_rows))
             arrays = {role: a[kept_rows] for role, a in arrays.items()}

@@ -124,6 +124,16 @@ class RowJoin:
             self.columns = cols
             yield from reader.batches(list(dict.fromkeys(c for cs in cols.values() for c in cs)))
 
+    def open(self) -> None:
+        """Read the first batch, which resolves the second file's columns."""
+        if not self.columns and not self.exhausted:
+            batch = next(self._batches, None)
+            if batch is None:
+                self.exhausted = True
+            else:
+                self._buffer.append(batch)
+                self._buffered += batch.num_rows
+
     def take(self, n: int) -> dict[str, np.ndarray] | None:
         """The next ``n`` rows' values per role, or None when the second file has fewer rows."""
         while self._buffered < n:
