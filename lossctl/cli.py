@@ -173,6 +173,18 @@ slice_options = _options(
                  metavar="N", help="Fail (exit 2) when --by finds more distinct slices."),
 )
 
+baseline_options = _options(
+    click.option("--baseline", metavar="REPORT.json",
+                 help="Compare with an earlier `lossctl eval -f json` report: every loss may not "
+                      "get worse (or by --max-increase)."),
+    click.option("--max-increase", multiple=True, metavar="LOSS=TOL",
+                 help="With --baseline: how much worse LOSS may get, relative (mse=2%) or "
+                      "absolute (mse=0.01). Repeatable."),
+)
+
+labels_option = click.option("--labels", "labels_file", metavar="FILE",
+                             help="Read the labels (-l) from FILE, joined by --key or row by row.")
+
 top_option = click.option("--top", nargs=2, type=(click.IntRange(min=1), str), metavar="N LOSS",
                           help="List the N rows with the worst LOSS (with --keep columns).")
 keep_option = click.option("--keep", metavar="COLS",
@@ -267,20 +279,14 @@ def _gate(report: Any, checks: Any, strict: bool = False) -> list[Any]:
 @format_option
 @reading_options
 @check_options
-@click.option("--baseline", metavar="REPORT.json",
-              help="Compare with an earlier `lossctl eval -f json` report: every loss may not get "
-                   "worse (or by --max-increase).")
-@click.option("--max-increase", multiple=True, metavar="LOSS=TOL",
-              help="With --baseline: how much worse LOSS may get, relative (mse=2%) or absolute "
-                   "(mse=0.01). Repeatable.")
+@baseline_options
 @click.option("--ci", is_flag=True,
               help="Add a bootstrap confidence interval to every loss (one pass, constant memory).")
 @interval_options
 @slice_options
 @top_option
 @keep_option
-@click.option("--labels", "labels_file", metavar="FILE",
-              help="Read the labels (-l) from FILE, joined by --key or row by row.")
+@labels_option
 @join_options
 @click.option("--emit-state", metavar="FILE",
               help="Also save the exact state to FILE, for `lossctl merge` of shards.")
@@ -390,8 +396,7 @@ def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | No
 @keep_option
 @top_option
 @reading_options
-@click.option("--labels", "labels_file", metavar="FILE",
-              help="Read the labels (-l) from FILE, joined by --key or row by row.")
+@labels_option
 @join_options
 @debug_option
 @handle_errors
@@ -466,8 +471,7 @@ def _on_sigterm_interrupt() -> None:
 @click.argument("states", nargs=-1, required=True)
 @format_option
 @check_options
-@click.option("--baseline", metavar="REPORT.json", help="As in eval.")
-@click.option("--max-increase", multiple=True, metavar="LOSS=TOL", help="As in eval.")
+@baseline_options
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.95, show_default=True, help="Confidence level (states made with --ci).")
 @click.option("--min-slice-rows", type=click.IntRange(min=0), default=0, metavar="N",
