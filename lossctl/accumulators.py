@@ -719,7 +719,7 @@ class EvalState:
             return None
         out = {}
         for loss in self.losses:
-            v = values[loss.rows_key]
+            v = loss.finish_rows(values[loss.rows_key])
             if rows is not None:
                 full = np.full(n, np.nan)
                 full[rows] = v
@@ -748,7 +748,8 @@ class EvalState:
                   if g is not None]
         if self.slices is not None and self.slice_keys is not None:
             self.slices.grow(len(self.slice_keys.keys))
-        top_key = self.loss(self.top.key).rows_key if self.top is not None else None
+        top_loss = self.loss(self.top.key) if self.top is not None else None
+        top_key = top_loss.rows_key if top_loss is not None else None
         kept: dict[tuple, list[np.ndarray]] = {}
         step = max(1, _KERNEL_ROWS // max(self.pred_width, self.label_width))
         with np.errstate(over="ignore", under="ignore"):
@@ -771,7 +772,8 @@ class EvalState:
                             g.sums[key].add(values, cs)
                     if key == top_key and info is not None:
                         idx = np.arange(start, start + len(values))
-                        self.top.add(values, idx if rows is None else rows[idx], info)
+                        self.top.add(top_loss.finish_rows(values), idx if rows is None else rows[idx],
+                                     info)
                     if keep_values:
                         kept.setdefault(key, []).append(values)
         if not groups:

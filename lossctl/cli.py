@@ -45,6 +45,10 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             _fail("out of memory (try a smaller --chunk-size)")
         except BrokenPipeError:
             _quiet_exit_on_closed_pipe()
+        except KeyboardInterrupt:  # Ctrl-C or kill: 128 + SIGINT, as shells report it
+            if debug:
+                raise
+            _fail("interrupted", 130)
         except OSError as e:
             if debug:
                 raise
@@ -414,18 +418,17 @@ def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
     """
     from .engine import JoinRequest
     from .sinks import RowWriter, check_destination, output_format
+    from .sources import expand_paths
 
     output_format(output)
-    check_destination(output, force, list(files) + ([labels_file] if labels_file else []))
+    inputs = expand_paths(list(files))
+    check_destination(output, force, inputs + (expand_paths([labels_file]) if labels_file else []))
     if key and not labels_file:
         raise click.UsageError("--key joins a --labels file; give --labels FILE")
     join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
     req = _request(list(files), o, top=(top[1], top[0]) if top else None, keep=keep, join=join)
-    from .sources import expand_paths
-
-    many = len(expand_paths(list(files))) > 1
     _on_sigterm_interrupt()
-    writer = RowWriter(output, many)
+    writer = RowWriter(output, many_files=len(inputs) > 1)
 
     def sink(chunk: Any, values: dict[str, Any]) -> None:
         info = chunk.info

@@ -321,10 +321,15 @@ class _Pool:
         try:
             out = None
             buckets = chunk.buckets()
-            for st, p, drop in zip(sts, chunk.preds, chunk.drops or [None] * len(sts), strict=True):
-                values = st.update(chunk.y, p, chunk.w, chunk.first_row, slices=chunk.slices,
-                                   buckets=buckets, drop=drop, info=chunk.info,
-                                   per_row=self.sink is not None)
+            drops = chunk.drops or [None] * len(sts)
+            for model, (st, p, drop) in enumerate(zip(sts, chunk.preds, drops, strict=True)):
+                try:
+                    values = st.update(chunk.y, p, chunk.w, chunk.first_row, slices=chunk.slices,
+                                       buckets=buckets, drop=drop, info=chunk.info,
+                                       per_row=self.sink is not None)
+                except InvalidInput as e:
+                    e.model = model  # type: ignore[attr-defined]  # which model's state: its file
+                    raise
                 out = values if out is None else out
             return out
         except InvalidInput as e:
@@ -467,13 +472,13 @@ class Evaluation:
                 self.pool.abort()
             raise
         states = self.pool.close() if self.pool else None
+        join = None
+        if self.join is not None and self.req.join is not None:  # a row count mismatch first
+            join = self.join.finish() if self.req.join.key else \
+                self.join.finish(self.rows, ", ".join(s.name for s in self.sources))
         if states is None or self.columns is None:
             names = ", ".join(s.name for s in self.sources)
             raise InputError(f"{names}: no data rows to evaluate (the input is empty)")
-        join = None
-        if self.join is not None and self.req.join is not None:
-            join = self.join.finish() if self.req.join.key else \
-                self.join.finish(self.rows, ", ".join(s.name for s in self.sources))
         inputs = [s.name for s in self.sources]
         if self.req.compare and self.req.join is not None:  # the candidate's file
             inputs += [s.name for s in self.join_sources]
@@ -542,6 +547,11 @@ class Evaluation:
             e.column = cols.name(e.role, e.index)
         elif not e.role:
             e.role = cols.role_of(e.column)
+        j = self.req.join
+        role = self.req.models[getattr(e, "model", 0)] if e.role == "prediction" else e.role
+        if j is not None and role == j.role:  # the value came from the joined file
+            files = ", ".join(s.name for s in self.join_sources)
+            e.via = f"from {files} by key {j.key}" if j.key else f"from {files}, same row"
         e.args = (str(e),)
 
     def _sample(self) -> tuple[np.ndarray, np.ndarray] | None:

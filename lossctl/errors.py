@@ -40,6 +40,7 @@ class InvalidInput(InputError):
     column: str | None = None
     source: str | None = None
     line: int | None = None
+    via: str | None = None  # where a joined column's value came from ("from labels.csv by key id")
 
     def __post_init__(self) -> None:
         super().__init__(str(self))
@@ -53,7 +54,8 @@ class InvalidInput(InputError):
         else:
             where.append(f"row {self.row + 1}")
         col = self.column or self.role
-        where.append(f"column {col!r} ({self.role})" if self.column else f"{self.role}")
+        role = f"{self.role}, {self.via}" if self.via else self.role
+        where.append(f"column {col!r} ({role})" if self.column else role)
         return f"{', '.join(where)}: {self.reason} (value: {_show(self.value)})"
 
 

@@ -47,6 +47,16 @@ def _key_array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     return col.cast(pa.string())
 
 
+def _indices(idx: pa.Array) -> np.ndarray:
+    """int32 Arrow indices as int64, nulls as -1 (pyarrow's to_numpy would import pandas)."""
+    out = np.frombuffer(idx.buffers()[1], dtype=np.int32, count=len(idx),
+                        offset=idx.offset * 4).astype(np.int64)
+    if idx.null_count:
+        bits = np.unpackbits(np.frombuffer(idx.buffers()[0], dtype=np.uint8), bitorder="little")
+        out[~bits[idx.offset:idx.offset + len(idx)].astype(bool)] = -1
+    return out
+
+
 class KeyJoin:
     """The second file in memory, looked up by key (first occurrence wins; repeats are counted)."""
 
@@ -85,15 +95,16 @@ class KeyJoin:
             if self.keys.type != pa.string():
                 self.keys = self.keys.cast(pa.string())
         idx = pc.index_in(keys, value_set=self.keys, skip_nulls=True)
-        rows = np.asarray(idx.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64) \
-            if idx.null_count else np.frombuffer(idx.buffers()[1], dtype=np.int32,
-                                                 count=len(idx), offset=idx.offset * 4).astype(np.int64)
+        rows = _indices(idx)
         hit = rows[rows >= 0]
         self.matches += np.bincount(hit, minlength=len(self.matches))
         return rows
 
     def finish(self) -> JoinStats:
-        self.stats.unmatched_other = int((self.matches == 0).sum())
+        # a repeated key's later rows are never looked up: they are counted as duplicates only
+        first = _indices(pc.index_in(self.keys, value_set=self.keys, skip_nulls=True))
+        used = (first == np.arange(len(first))) | (first < 0)
+        self.stats.unmatched_other = int(((self.matches == 0) & used).sum())
         self.stats.repeated_matches = int(np.maximum(self.matches - 1, 0).sum())
         return self.stats
 

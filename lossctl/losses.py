@@ -491,6 +491,15 @@ class Loss:
         f = self.definition.finish
         return f(mean) if f is not None else mean
 
+    def finish_rows(self, values: Array) -> Array:
+        """``finish`` row by row (a row's rmse is its absolute error), for per-row output."""
+        f = self.definition.finish
+        if f is None:
+            return values
+        if f is math.sqrt:
+            return np.sqrt(values)
+        return np.vectorize(f, otypes=[np.float64])(values)
+
     def to_json(self) -> dict:
         return {"key": self.key, "name": self.name, "params": self.params}
 

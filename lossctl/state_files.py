@@ -57,10 +57,15 @@ def load_states(paths: list[str], confidence: float = 0.95) -> Report:
     chosen = False
     for path in paths:
         data = _load(path)
-        state = EvalState.from_json(data["state"])
-        cols = Columns(**data["columns"])
+        try:
+            state = EvalState.from_json(data["state"])
+            cols = Columns(**data["columns"])
+            chosen_here, shard_inputs = bool(data["losses_chosen"]), list(data["inputs"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise UsageError(f"{path}: a damaged lossctl state (missing or malformed fields); "
+                             f"make it again with eval --emit-state") from None
         if merged is None or columns is None:
-            merged, columns, chosen = state, cols, data["losses_chosen"]
+            merged, columns, chosen = state, cols, chosen_here
         else:
             if not cols.same_as(columns) or cols.weight != columns.weight:
                 raise UsageError(f"{path}: columns {cols.needed} differ from "
@@ -69,6 +74,6 @@ def load_states(paths: list[str], confidence: float = 0.95) -> Report:
                 merged.merge(state)
             except UsageError as e:
                 raise UsageError(f"{path}: {e}") from None
-        inputs += data["inputs"]
+        inputs += shard_inputs
     assert merged is not None and columns is not None
     return make_report([merged], inputs, columns, chosen, confidence)
