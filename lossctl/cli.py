@@ -163,7 +163,7 @@ check_options = _options(
 interval_options = _options(
     click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True),
                  default=0.95, show_default=True, help="Confidence level of the intervals."),
-    click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+    click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True,
                  help="Seed of the row buckets and the bootstrap (same seed: same intervals)."),
 )
 

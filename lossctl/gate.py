@@ -39,9 +39,10 @@ class Threshold:
     loss: str
     op: str
     limit: float
+    text: str = ""  # the limit as written
 
     def __str__(self) -> str:
-        return f"{self.loss} {self.op} {self.limit:g}"
+        return f"{self.loss} {self.op} {self.text or repr(self.limit)}"
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,14 @@ class Tolerance:
     loss: str
     amount: float
     relative: bool
+    text: str = ""  # the tolerance as written ("2%", "0.01")
 
     def __str__(self) -> str:
-        return f"{self.loss}={self.amount * 100:g}%" if self.relative else f"{self.loss}={self.amount:g}"
+        return f"{self.loss}={self.limit_text}"
+
+    @property
+    def limit_text(self) -> str:
+        return self.text or (f"{self.amount * 100!r}%" if self.relative else repr(self.amount))
 
 
 @dataclass
@@ -107,7 +113,7 @@ def parse_threshold(text: str) -> Threshold:
     if not m:
         raise UsageError(f"cannot read check {text!r}: write LOSS OP NUMBER with OP one of "
                          f"{' '.join(OPS)}, e.g. 'mse > 0.25'")
-    return Threshold(m["loss"], m["op"], _number(m["num"], f"check {text!r}"))
+    return Threshold(m["loss"], m["op"], _number(m["num"], f"check {text!r}"), m["num"])
 
 
 def parse_tolerance(text: str, option: str) -> Tolerance:
@@ -121,7 +127,7 @@ def parse_tolerance(text: str, option: str) -> Tolerance:
     value = _number(amount[:-1] if relative else amount, f"{option} {text!r}")
     if value < 0:
         raise UsageError(f"{option} {text!r}: the tolerance must be >= 0")
-    return Tolerance(loss.strip(), value / 100 if relative else value, relative)
+    return Tolerance(loss.strip(), value / 100 if relative else value, relative, amount)
 
 
 def load_checks_file(path: str) -> Checks:
@@ -226,7 +232,7 @@ def check_thresholds(rules: list[Threshold], values: dict[str, float], losses: l
         v = values[loss.key]
         failed = math.isnan(v) or _fails(v, r.op, r.limit)
         out.append(CheckResult(f"fail if {r}", "threshold", loss.key, v, r.limit, not failed,
-                               f"{loss.key} = {v:.10g}; fails if {r.op} {r.limit:g}"))
+                               f"{loss.key} = {v!r}; fails if {r.op} {r.text or r.limit!r}"))
     return out
 
 
@@ -242,15 +248,18 @@ def load_baseline(path: str) -> dict[str, float]:
                          f"make it with lossctl eval -f json") from None
     if not isinstance(doc, dict) or "lossctl" not in doc or not isinstance(doc.get("losses"), dict):
         raise UsageError(f"{path}: not a lossctl JSON report (make it with lossctl eval -f json)")
+    if doc.get("command", "eval") != "eval":
+        raise UsageError(f"{path}: a lossctl {doc['command']} report; a baseline is an eval "
+                         f"report (lossctl eval -f json)")
     out: dict[str, float] = {}
     for key, entry in doc["losses"].items():
         try:
             loss = Loss.from_json({"key": key, "name": entry["name"], "params": entry["params"]})
-        except (KeyError, TypeError):
-            raise UsageError(f"{path}: loss {key!r} has no name/params: not a lossctl report") \
-                from None
-        value = entry.get("value")
-        out[loss.canonical] = math.nan if value is None else float(value)
+            value = entry["value"]
+            out[loss.canonical] = math.nan if value is None else float(value)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise UsageError(f"{path}: loss {key!r} needs a name, params and a numeric value: "
+                             f"not a lossctl eval report") from None
     return out
 
 
@@ -277,7 +286,7 @@ def check_baseline(tolerances: list[Tolerance], baseline: dict[str, float], path
             0.0 if t.relative else worse)
         passed = not math.isnan(change) and change <= t.amount
         direction = "decrease" if loss.definition.higher_is_better else "increase"
-        limit = f"{t.amount * 100:g}%" if t.relative else f"{t.amount:g}"
+        limit = t.limit_text
         shown = f"{change * 100:+.4g}%" if t.relative else f"{change:+.6g}"
         out.append(CheckResult(f"{loss.key} {direction} <= {limit} vs baseline", "baseline",
                                loss.key, change, t.amount, passed,
@@ -298,7 +307,7 @@ def check_regressions(tolerances: list[Tolerance], differences: dict[str, dict[s
         bound = min(sign * lo, sign * hi)  # the least bad end of the interval
         value = point if strict else bound
         passed = not math.isnan(value) and value <= t.amount
-        limit = f"{t.amount * 100:g}%" if t.relative else f"{t.amount:g}"
+        limit = t.limit_text
         how = "point value" if strict else "whole interval"
         fmt = (lambda v: f"{v * 100:+.4g}%") if t.relative else (lambda v: f"{v:+.6g}")
         out.append(CheckResult(f"{loss.key} regression <= {limit}", "regression", loss.key, value,

@@ -41,8 +41,8 @@ def file_key(source: str) -> int:
 
 def bucket_ids(source: str, rows: np.ndarray, seed: int, buckets: int = BUCKETS) -> np.ndarray:
     """The bucket of each of ``rows`` (0-based data rows) of file ``source``."""
-    base = np.array([(file_key(source) << 32) ^ (seed & 0xFFFF_FFFF)], dtype=np.uint64)
-    offset = _splitmix64(base)[0]
+    mixed = _splitmix64(np.array([seed], dtype=np.uint64)) ^ np.uint64(file_key(source))
+    offset = _splitmix64(mixed)[0]
     rows = rows.astype(np.uint64) + offset
     # the top 32 hash bits scaled to [0, buckets): a multiply instead of a division
     return ((_splitmix64(rows) >> np.uint64(32)) * np.uint64(buckets) >> np.uint64(32)).view(np.int64)
@@ -50,7 +50,7 @@ def bucket_ids(source: str, rows: np.ndarray, seed: int, buckets: int = BUCKETS)
 
 def poisson_counts(buckets: int, seed: int, replicates: int = REPLICATES) -> np.ndarray:
     """Poisson(1) weights of every bucket in every replicate, (replicates, buckets)."""
-    rng = np.random.default_rng([seed & 0xFFFF_FFFF, 0x1055C71])
+    rng = np.random.default_rng([seed, 0x1055C71])
     return rng.poisson(1.0, size=(replicates, buckets)).astype(np.float64)
 
 

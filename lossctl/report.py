@@ -187,7 +187,7 @@ def _top_table(doc: dict) -> tuple[list[str], list[list[str]]]:
 
 def _check_table(doc: dict) -> tuple[list[str], list[list[str]]]:
     header = ["check", "value", "limit", "result", "detail"]
-    return header, [[c["name"], _display(c["value"]), f"{c['limit']:g}",
+    return header, [[c["name"], _display(c["value"]), repr(c['limit']),
                      "PASS" if c["passed"] else "FAIL", c["detail"]] for c in doc["checks"]]
 
 
@@ -360,7 +360,7 @@ def junit_xml(doc: dict) -> str:
         if not c["passed"]:
             fail = ET.SubElement(case, "failure", message=c["detail"], type="CheckFailed")
             fail.text = f"{c['name']}: {c['detail']} (value {_display(c['value'])}, " \
-                        f"limit {c['limit']:g})"
+                        f"limit {c['limit']!r})"
         else:
             ET.SubElement(case, "system-out").text = c["detail"]
     root = ET.Element("testsuites", name="lossctl", tests=suite.get("tests", "0"),
