@@ -132,8 +132,8 @@ class Columns:
                 if c not in self.by]
 
     def name(self, role: str, index: int | None) -> str:
-        cols = {"label": self.label, "prediction": self.pred, "weight": [self.weight or ""],
-                "key": [self.key or ""]}.get(role, self.pred)
+        cols = self.roles.get(role) or {"label": self.label, "weight": [self.weight or ""],
+                                        "key": [self.key or ""]}.get(role, self.pred)
         k = index or 0
         if len(cols) == 1 and (self.label_width if role == "label" else self.pred_width) > 1:
             return f"{cols[0]}[{k}]"
@@ -543,12 +543,13 @@ class Evaluation:
             e.source = source.name
             e.row -= start
             e.line = e.row + 1
+        # a prediction error names its model's role: baseline or candidate in a comparison
+        role = self.req.models[getattr(e, "model", 0)] if e.role == "prediction" else e.role
         if e.column is None:
-            e.column = cols.name(e.role, e.index)
+            e.column = cols.name(role, e.index)
         elif not e.role:
             e.role = cols.role_of(e.column)
         j = self.req.join
-        role = self.req.models[getattr(e, "model", 0)] if e.role == "prediction" else e.role
         if j is not None and role == j.role:  # the value came from the joined file
             files = ", ".join(s.name for s in self.join_sources)
             e.via = f"from {files} by key {j.key}" if j.key else f"from {files}, same row"
@@ -591,23 +592,22 @@ class Evaluation:
             for piece in _pieces(batch, self.req.chunk_rows):
                 if piece.num_rows == 0:
                     continue
-                file_row = self.rows - start
+                n, file_row = piece.num_rows, self.rows - start
                 try:
                     arrays, piece, kept_rows = self._arrays(piece, cols)
                 except InvalidInput as e:  # a list of the wrong length: its row in the stream
                     e.row += self.rows
                     raise
-                if arrays is None:  # a row join ran out of rows: count the rest, then fail
-                    self.rows += piece.num_rows
-                    continue
-                chunk = self._chunk(arrays, piece, cols, name, file_row, kept_rows)
-                if self.pool is None:
-                    self.pool = _Pool(self._new_states(cols, chunk), self.req.threads, self.sink)
-                self._check_width(cols, "label", chunk.y)
-                for p in chunk.preds:
-                    self._check_width(cols, "prediction", p)
-                self.pool.submit(chunk)
-                self.rows += self._piece_rows
+                if arrays is not None:  # (None: a row join ran out; count the rest, then fail)
+                    chunk = self._chunk(arrays, piece, cols, name, file_row, kept_rows)
+                    if self.pool is None:
+                        self.pool = _Pool(self._new_states(cols, chunk), self.req.threads,
+                                          self.sink)
+                    self._check_width(cols, "label", chunk.y)
+                    for p in chunk.preds:
+                        self._check_width(cols, "prediction", p)
+                    self.pool.submit(chunk)
+                self.rows += n
             yield
 
     def _arrays(self, piece: pa.RecordBatch, cols: Columns
@@ -617,7 +617,6 @@ class Evaluation:
         Returns the arrays, the piece (only matched rows, under --missing
         skip) and the offsets of the rows kept (None: all of them).
         """
-        self._piece_rows = piece.num_rows
         arrays = {role: _role_array(piece, cs) for role, cs in cols.roles.items()}
         if self.join is None:
             return arrays, piece, None

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 BUCKETS = 1000
-REPLICATES = 2000
+REPLICATES = 1000
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
