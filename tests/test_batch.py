@@ -18,11 +18,8 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,63 +29,17 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
+from cli_run import CLEAN_ENV, LOSSCTL, Run, report, run
 from conftest import write_csv
 
 from lossctl import losses as kernels
-from lossctl.cli import cli
 
-LOSSCTL = Path(sys.executable).with_name("lossctl")
 REL = 1e-12
-CLEAN_ENV = ("LOSSCTL_DEBUG", "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE")
 
 
 # --------------------------------------------------------------------------
 # Running the CLI (the same two ways as test_cli.py)
 # --------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def run(mode: str, args: list[Any], *, cwd: Path | None = None) -> Run:
-    """``lossctl ARGS`` in-process (``runner``) or as a process of the installed script (``script``).
-
-    In-process, an exception that escapes the command (a traceback for the
-    user) fails the test at once.
-    """
-    args = [str(a) for a in args]
-    if mode == "runner":
-        old_cwd = os.getcwd()
-        old_term = signal.getsignal(signal.SIGTERM)  # `rows` installs its own handler
-        if cwd is not None:
-            os.chdir(cwd)
-        try:
-            r = CliRunner().invoke(cli, args, env=dict.fromkeys(CLEAN_ENV))
-        finally:
-            os.chdir(old_cwd)
-            signal.signal(signal.SIGTERM, old_term)
-        if r.exception is not None and not isinstance(r.exception, SystemExit):
-            tb = "".join(traceback.format_exception(*r.exc_info)) if r.exc_info else repr(r.exception)
-            raise AssertionError(f"lossctl {' '.join(args)} raised instead of exiting cleanly:\n{tb}")
-        return Run(r.exit_code, r.stdout, r.stderr)
-    assert mode == "script"
-    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
-    p = subprocess.run([str(LOSSCTL), *args], capture_output=True, stdin=subprocess.DEVNULL,
-                       env=env, cwd=cwd, timeout=120)
-    return Run(p.returncode, p.stdout.decode(), p.stderr.decode())
-
-
-def report(mode: str, args: list[Any], **kw: Any) -> dict:
-    """Run with ``-f json``; require success and a quiet stderr; return the report."""
-    r = run(mode, [*args, "-f", "json"], **kw)
-    assert r.code == 0, f"exit {r.code}: {r.err}"
-    assert r.err == ""
-    return json.loads(r.out)
 
 
 def usage_error(r: Run, *needles: str) -> None:

@@ -19,10 +19,7 @@ import select
 import shlex
 import subprocess
 import sys
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
+from cli_run import LOSSCTL, command, proc_env, report, run
 from conftest import MC_K, REG_ROWS, DataSet, write_csv
 from scipy.special import expit, log_expit, log_softmax, logsumexp, xlogy
 from sklearn.metrics import (
@@ -42,71 +39,16 @@ from sklearn.metrics import (
 )
 
 import lossctl
-from lossctl.cli import cli
 
-LOSSCTL = Path(sys.executable).with_name("lossctl")
 MODES = ("runner", "script", "module")
 REL = 1e-12
 EPS = float(np.finfo(np.float64).eps)
 ANSI = "\x1b["
-CLEAN_ENV = ("LOSSCTL_DEBUG", "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE")
 
 
 # --------------------------------------------------------------------------
 # Running the CLI
 # --------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-    exception: BaseException | None = None
-
-
-def _proc_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
-    out.update(env or {})
-    return out
-
-
-def command(mode: str) -> list[str]:
-    return [str(LOSSCTL)] if mode == "script" else [sys.executable, "-m", "lossctl"]
-
-
-def run(mode: str, args: list[Any], *, input: bytes | None = None, env: dict[str, str] | None = None,
-        cwd: Path | None = None, allow_exception: bool = False) -> Run:
-    """Run ``lossctl ARGS`` in-process (``runner``) or as a process (``script``, ``module``)."""
-    args = [str(a) for a in args]
-    if mode == "runner":
-        runner_env: dict[str, str | None] = {k: None for k in CLEAN_ENV}
-        runner_env.update(env or {})
-        old = os.getcwd()
-        if cwd is not None:
-            os.chdir(cwd)
-        try:
-            r = CliRunner().invoke(cli, args, input=input, env=runner_env)
-        finally:
-            os.chdir(old)
-        exc = r.exception if not isinstance(r.exception, SystemExit) else None
-        if exc is not None and not allow_exception:
-            tb = "".join(traceback.format_exception(*r.exc_info)) if r.exc_info else repr(exc)
-            raise AssertionError(f"lossctl raised instead of exiting cleanly:\n{tb}")
-        return Run(r.exit_code, r.stdout, r.stderr, exc)
-    assert LOSSCTL.exists(), f"console script not installed at {LOSSCTL}"
-    p = subprocess.run(command(mode) + args, input=input,
-                       stdin=subprocess.DEVNULL if input is None else None,
-                       capture_output=True, env=_proc_env(env), cwd=cwd, timeout=120)
-    return Run(p.returncode, p.stdout.decode(), p.stderr.decode())
-
-
-def report(mode: str, args: list[Any], **kw: Any) -> dict:
-    """Run with ``-f json``, require success and a quiet stderr, return the parsed report."""
-    r = run(mode, [*args, "-f", "json"], **kw)
-    assert r.code == 0, f"exit {r.code}: {r.err}"
-    assert r.err == ""
-    return json.loads(r.out)
 
 
 def values(doc: dict) -> dict[str, float]:
@@ -259,7 +201,7 @@ def test_stdin_parquet_with_input_format(reg: DataSet) -> None:
 def test_quoted_glob_through_a_shell(reg: DataSet) -> None:
     flat = reg["flat"]
     cmd = f"{shlex.quote(str(LOSSCTL))} eval 'shard_*.csv' {shlex.join(REG_ARGS)} -f json"
-    p = subprocess.run(["bash", "-c", cmd], cwd=flat, capture_output=True, env=_proc_env(), timeout=60,
+    p = subprocess.run(["bash", "-c", cmd], cwd=flat, capture_output=True, env=proc_env(), timeout=60,
                        stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr
     assert p.stderr == b""
@@ -686,7 +628,7 @@ def test_value_format_in_command_substitution(reg: DataSet) -> None:
               f'{shlex.quote(sys.executable)} -c '
               '"import sys; print(float(sys.argv[1]) + 0.0, len(sys.argv) - 2)" '
               '"$mse" "$@"\n')
-    p = subprocess.run(["bash", "-c", script], capture_output=True, env=_proc_env(), timeout=60,
+    p = subprocess.run(["bash", "-c", script], capture_output=True, env=proc_env(), timeout=60,
                        stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr
     assert p.stderr == b""
@@ -735,7 +677,7 @@ def run_in_pty(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
     """Run lossctl with stdout on a pseudo-terminal (stderr a pipe)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([str(LOSSCTL), *args], stdout=slave, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=_proc_env({"TERM": "xterm-256color", **env}))
+                            stdin=subprocess.DEVNULL, env=proc_env({"TERM": "xterm-256color", **env}))
     os.close(slave)
     chunks = []
     try:
@@ -980,7 +922,7 @@ def test_pipe_closed_early_through_a_shell(reg: DataSet, reader: str) -> None:
     exe = shlex.quote(str(LOSSCTL))
     script = (f"{exe} eval {shlex.quote(str(reg['shards']))} -l y -p pred -m "
               f"{','.join(REG_LOSSES)} -f csv | {reader}")
-    p = subprocess.run(["bash", "-c", script], capture_output=True, env=_proc_env(), timeout=60,
+    p = subprocess.run(["bash", "-c", script], capture_output=True, env=proc_env(), timeout=60,
                        stdin=subprocess.DEVNULL)
     _no_pipe_noise(p.stderr.decode())
     assert p.returncode == 0
@@ -993,7 +935,7 @@ def _run_into_closed_pipe(mode: str, args: list[str]) -> subprocess.CompletedPro
     os.close(r)  # nobody will ever read: the first write fails with EPIPE
     try:
         return subprocess.run(command(mode) + args, stdout=w, stderr=subprocess.PIPE,
-                              stdin=subprocess.DEVNULL, env=_proc_env(), timeout=60)
+                              stdin=subprocess.DEVNULL, env=proc_env(), timeout=60)
     finally:
         os.close(w)
 

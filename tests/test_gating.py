@@ -11,10 +11,6 @@ import csv
 import io
 import json
 import math
-import os
-import subprocess
-import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +22,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
+from cli_run import Run, run
 from sklearn.metrics import mean_absolute_error, mean_squared_error
 
-from lossctl.cli import cli
-
-LOSSCTL = Path(sys.executable).with_name("lossctl")
 REL = 1e-12
-CLEAN_ENV = ("LOSSCTL_DEBUG", "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE")
 BOTH = ["runner", "script"]
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 
@@ -41,39 +33,6 @@ SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 # --------------------------------------------------------------------------
 # Running the CLI (in-process and as a process)
 # --------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def run(mode: str, args: list[Any], cwd: Path | None = None) -> Run:
-    """``lossctl ARGS`` through CliRunner (``runner``) or the console script (``script``).
-
-    An uncaught exception in-process is a test failure with its traceback:
-    every outcome must be a clean exit status.
-    """
-    args = [str(a) for a in args]
-    if mode == "runner":
-        old = os.getcwd()
-        if cwd is not None:
-            os.chdir(cwd)
-        try:
-            r = CliRunner().invoke(cli, args, env={k: None for k in CLEAN_ENV})
-        finally:
-            os.chdir(old)
-        if r.exception is not None and not isinstance(r.exception, SystemExit):
-            tb = "".join(traceback.format_exception(*r.exc_info)) if r.exc_info else repr(r.exception)
-            raise AssertionError(f"lossctl raised instead of exiting cleanly:\n{tb}")
-        return Run(r.exit_code, r.stdout, r.stderr)
-    assert LOSSCTL.exists(), f"console script not installed at {LOSSCTL}"
-    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
-    p = subprocess.run([str(LOSSCTL), *args], capture_output=True, env=env, cwd=cwd, timeout=120,
-                       stdin=subprocess.DEVNULL)
-    return Run(p.returncode, p.stdout.decode(), p.stderr.decode())
 
 
 def clean(r: Run) -> None:

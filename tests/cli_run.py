@@ -1,0 +1,78 @@
+"""Running the lossctl CLI from tests: in-process (CliRunner) or as a real process.
+
+Shared by the CLI test files.  In-process, an exception that escapes the
+command (a traceback for the user) fails the test at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from lossctl.cli import cli
+
+LOSSCTL = Path(sys.executable).with_name("lossctl")
+CLEAN_ENV = ("LOSSCTL_DEBUG", "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE")
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+    exception: BaseException | None = None
+
+
+def proc_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+    out.update(env or {})
+    return out
+
+
+def command(mode: str) -> list[str]:
+    return [str(LOSSCTL)] if mode == "script" else [sys.executable, "-m", "lossctl"]
+
+
+def run(mode: str, args: list[Any], *, input: bytes | None = None, env: dict[str, str] | None = None,
+        cwd: Path | None = None, allow_exception: bool = False) -> Run:
+    """Run ``lossctl ARGS`` in-process (``runner``) or as a process (``script``, ``module``)."""
+    args = [str(a) for a in args]
+    if mode == "runner":
+        runner_env: dict[str, str | None] = {k: None for k in CLEAN_ENV}
+        runner_env.update(env or {})
+        old = os.getcwd()
+        if cwd is not None:
+            os.chdir(cwd)
+        old_term = signal.getsignal(signal.SIGTERM)  # `rows` installs its own handler
+        try:
+            r = CliRunner().invoke(cli, args, input=input, env=runner_env)
+        finally:
+            os.chdir(old)
+            signal.signal(signal.SIGTERM, old_term)
+        exc = r.exception if not isinstance(r.exception, SystemExit) else None
+        if exc is not None and not allow_exception:
+            tb = "".join(traceback.format_exception(*r.exc_info)) if r.exc_info else repr(exc)
+            raise AssertionError(f"lossctl raised instead of exiting cleanly:\n{tb}")
+        return Run(r.exit_code, r.stdout, r.stderr, exc)
+    assert LOSSCTL.exists(), f"console script not installed at {LOSSCTL}"
+    p = subprocess.run(command(mode) + args, input=input,
+                       stdin=subprocess.DEVNULL if input is None else None,
+                       capture_output=True, env=proc_env(env), cwd=cwd, timeout=120)
+    return Run(p.returncode, p.stdout.decode(), p.stderr.decode())
+
+
+def report(mode: str, args: list[Any], **kw: Any) -> dict:
+    """Run with ``-f json``, require success and a quiet stderr, return the parsed report."""
+    r = run(mode, [*args, "-f", "json"], **kw)
+    assert r.code == 0, f"exit {r.code}: {r.err}"
+    assert r.err == ""
+    return json.loads(r.out)
