@@ -71,9 +71,6 @@ class Checks:
     max_regression: list[Tolerance] = field(default_factory=list)
     baseline: str | None = None
 
-    def __bool__(self) -> bool:
-        return bool(self.thresholds or self.max_increase or self.max_regression or self.baseline)
-
 
 @dataclass
 class CheckResult:
