@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from . import fastcsv
 from .errors import InputError, InvalidInput, UsageError
 
 CSV_EXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": ","}
@@ -227,8 +228,11 @@ class _Block:
     def quoted(self) -> bool:
         return self.data.find(b'"', self.begin, self.end) >= 0
 
+    def view(self) -> memoryview:
+        return memoryview(self.data)[self.begin:self.end]
+
     def buffer(self) -> pa.Buffer:
-        return pa.py_buffer(memoryview(self.data)[self.begin:self.end])
+        return pa.py_buffer(self.view())
 
 
 class Reader:
@@ -240,7 +244,10 @@ class Reader:
         self._pf: pq.ParquetFile | None = None
         self._file: pa.NativeFile | None = None  # the raw file being read, for progress
         self._rows_done = 0
+        self._spare: list[bytearray] = []  # CSV block buffers to reuse
         self.columns = self._columns()
+        # the C fast path maps columns by name: not for a header that repeats one
+        self._fast_columns = len(set(self.columns)) == len(self.columns)
 
     def bytes_done(self) -> int:
         """How far into the file the reading is, in bytes on disk (for progress bars)."""
@@ -337,9 +344,11 @@ class Reader:
     def _blocks(self) -> Iterator[_Block]:
         """The data (header skipped) in blocks that end on a record boundary.
 
-        Each block is read straight into a fresh buffer after the carried
-        partial record of the block before: one copy per byte, and the parser
-        threads get zero-copy views.
+        Each block is read straight into a buffer after the carried partial
+        record of the block before: one copy per byte, and the parser threads
+        get zero-copy views.  Buffers come back (``_spare``) once their block
+        is parsed (parsed values never point into them), so the pages are
+        not cleared and faulted in again for every block.
         """
         f = self._raw()
         try:
@@ -347,7 +356,10 @@ class Reader:
             header = self.source.header
             first = True
             while True:
-                buf = bytearray(len(carry) + CSV_BLOCK)
+                need = len(carry) + CSV_BLOCK
+                buf = self._spare.pop() if self._spare else bytearray()
+                if len(buf) < need:  # (room for the usual carry: a buffer fits again)
+                    buf = bytearray(need + (1 << 16))
                 buf[:len(carry)] = carry
                 got = f.readinto(memoryview(buf)[len(carry):])
                 size = len(carry) + got
@@ -376,6 +388,10 @@ class Reader:
 
     def _parse_block(self, block: _Block, columns: list[str], text: set[str],
                      categories: set[str]) -> pa.Table:
+        if not text and self._fast_columns:
+            arrays = fastcsv.parse_floats(block.view(), self.source.delimiter, self.columns, columns)
+            if arrays is not None:
+                return pa.table(arrays)
         types = {c: (_CATEGORY if c in categories else pa.string()) if c in text else pa.float64()
                  for c in columns}
         read, parse, convert = self._csv_options(columns, types, block)
@@ -385,7 +401,7 @@ class Reader:
     def _csv_batches(self, columns: list[str], text: set[str], categories: set[str]
                      ) -> Iterator[pa.RecordBatch]:
         threads = min(4, os.cpu_count() or 1)
-        pending: deque[tuple[bytes, Future]] = deque()
+        pending: deque[tuple[_Block, Future]] = deque()
         rows = 0
         with ThreadPoolExecutor(threads) as pool:
             blocks = self._blocks()
@@ -412,6 +428,7 @@ class Reader:
                 self._locate_bad_value(block, columns, rows)
             raise InputError(f"{self.source.name}: cannot parse CSV near row {rows + 1}: "
                              f"{_short(e)}") from None
+        self._spare.append(block.data)
         yield from table.to_batches()
         return rows + table.num_rows
 
@@ -451,14 +468,23 @@ def _record_end(data: bytes | bytearray, begin: int, end: int) -> int:
 
     ``data[begin:]`` starts on a record boundary, so a newline is outside
     quotes when the number of quote characters before it is even (RFC 4180
-    doubles quotes inside quoted fields, which keeps the parity).
+    doubles quotes inside quoted fields, which keeps the parity).  This runs
+    on the thread that feeds the parsers, so the count is vectorised.
     """
     cut = data.rfind(b"\n", begin, end)
     if cut < 0 or data.find(b'"', begin, cut) < 0:
         return cut
-    while cut >= 0 and data.count(b'"', begin, cut) % 2:
-        cut = data.rfind(b"\n", begin, cut)
+    quotes = fastcsv.count_byte(data, begin, cut, _QUOTE)
+    while quotes % 2:
+        prev = data.rfind(b"\n", begin, cut)
+        if prev < 0:
+            return -1
+        quotes -= fastcsv.count_byte(data, prev, cut, _QUOTE)
+        cut = prev
     return cut
+
+
+_QUOTE = ord('"')
 
 
 def _first_unparsable(col: pa.Array) -> int | None:
