@@ -90,12 +90,6 @@ typedef struct {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define SWAR 1
 /* Eight ASCII digits at once (little-endian words), as in fast_float. */
-static inline int is_eight_digits(uint64_t v)
-{
-    return ((v & 0xF0F0F0F0F0F0F0F0ULL) |
-            (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) == 0x3333333333333333ULL;
-}
-
 static inline uint64_t eight_digits(uint64_t v)
 {
     const uint64_t mask = 0x000000FF000000FFULL;
@@ -103,6 +97,20 @@ static inline uint64_t eight_digits(uint64_t v)
     v = (v * 10) + (v >> 8);
     return (((v & mask) * 0x000F424000000064ULL) + (((v >> 16) & mask) * 0x0000271000000001ULL)) >> 32;
 }
+
+/* How many of the eight bytes of v, from the first, are ASCII digits. */
+static inline int leading_digits(uint64_t v)
+{
+    /* a byte is a digit when its high nibble is 3 and adding 6 keeps it 3 */
+    uint64_t off = ((v & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL) |
+                   (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL);
+    uint64_t nonzero = (((off & 0x7F7F7F7F7F7F7F7FULL) + 0x7F7F7F7F7F7F7F7FULL) | off) &
+                       0x8080808080808080ULL;
+    return nonzero ? __builtin_ctzll(nonzero) >> 3 : 8;
+}
+
+static const uint64_t int_pow10[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                      100000000};
 #else
 #define SWAR 0
 #endif
@@ -114,14 +122,22 @@ static inline const char *read_digits(const char *p, const char *end, uint64_t *
         while (p < end && *p == '0')
             p++;
 #if SWAR
-    while (end - p >= 8 && *digits <= 11) {
+    while (end - p >= 8) {  /* up to eight digits per step, no loop over bytes */
         uint64_t v;
         memcpy(&v, p, 8);
-        if (!is_eight_digits(v))
+        int k = leading_digits(v);
+        if (*digits + k > 19)
             break;
-        *man = *man * 100000000 + eight_digits(v);
-        *digits += 8;
-        p += 8;
+        if (k == 8) {
+            *man = *man * 100000000 + eight_digits(v);
+        } else if (k > 0) {  /* the k digits, after 8 - k zeros */
+            int shift = 8 * (8 - k);
+            *man = *man * int_pow10[k] + eight_digits((v << shift) | (0x3030303030303030ULL >> (64 - shift)));
+        }
+        *digits += k;
+        p += k;
+        if (k < 8)
+            return p;
     }
 #endif
     for (; p < end && (unsigned)(*p - '0') < 10; p++)
@@ -215,7 +231,7 @@ static const char *skip_field(const char *p, const char *end, char delim)
                        ZERO_BYTE(v ^ 0x0D0D0D0D0D0D0D0DULL) | ZERO_BYTE(v ^ 0x2222222222222222ULL);
         if (hit) {
             p += __builtin_ctzll(hit) >> 3;
-            break;
+            return *p == '"' ? NULL : p;
         }
     }
 #endif

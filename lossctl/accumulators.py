@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import native
 from .errors import InputError, InvalidInput, UsageError
 from .losses import Check, Loss
 
@@ -45,9 +46,11 @@ class _Workspace(threading.local):
         self.exp = np.empty(BLOCK, dtype=np.int64)
         self.hi = np.empty(BLOCK, dtype=np.uint64)
         self.lo = np.empty(BLOCK, dtype=np.float64)
+        self.bins = np.empty((2, _NBINS), dtype=np.float64)  # for the C binning
 
 
 _ws = _Workspace()
+_exactsum = native.load("_exactsum")
 
 
 def _fold(bins: np.ndarray) -> int:
@@ -59,23 +62,30 @@ def _fold(bins: np.ndarray) -> int:
     return total
 
 
+def _bins(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-(sign, exponent) sums of the high and the low parts of at most BLOCK values."""
+    if _exactsum is not None:  # the same sums in one pass, in C
+        _exactsum.bin_sums(block, _ws.bins)
+        return _ws.bins[0], _ws.bins[1]
+    n = block.size
+    bits = block.view(np.uint64)
+    exp = np.right_shift(bits, np.uint64(52), out=_ws.exp[:n], casting="unsafe")
+    hi = np.bitwise_and(bits, _HI_MASK, out=_ws.hi[:n]).view(np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf, only after an overflow upstream
+        lo = np.subtract(block, hi, out=_ws.lo[:n])
+    return np.bincount(exp, weights=hi, minlength=_NBINS), np.bincount(exp, weights=lo, minlength=_NBINS)
+
+
 def exact_sum_scaled(x: np.ndarray) -> tuple[int, float]:
     """Exact sum of a float64 array: ``(integer sum in units of 2**-1074, sum of non-finite)``."""
     x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
     total, special = 0, 0.0
     for start in range(0, x.size, BLOCK):
         block = x[start:start + BLOCK]
-        n = block.size
-        bits = block.view(np.uint64)
-        exp = np.right_shift(bits, np.uint64(52), out=_ws.exp[:n], casting="unsafe")
-        hi = np.bitwise_and(bits, _HI_MASK, out=_ws.hi[:n]).view(np.float64)
-        with np.errstate(invalid="ignore"):  # inf - inf, only after an overflow upstream
-            lo = np.subtract(block, hi, out=_ws.lo[:n])
-        sh = np.bincount(exp, weights=hi, minlength=_NBINS)
-        sl = np.bincount(exp, weights=lo, minlength=_NBINS)
+        sh, sl = _bins(block)
         if sh[_HUGE_EXP:0x800].any() or sh[0x800 + _HUGE_EXP:].any() or np.isnan(sh).any():
             # rare: inf/nan (after an overflow upstream) or values near the float64 limit
-            biased = exp & 0x7FF
+            biased = (block.view(np.uint64) >> np.uint64(52)) & np.uint64(0x7FF)
             top = (biased >= _HUGE_EXP) & (biased != 0x7FF)
             total += sum(int(v) for v in block[top].tolist()) << _SCALE
             with np.errstate(invalid="ignore"):  # inf + -inf is nan, as it should be

@@ -5,21 +5,22 @@ the fields nobody asked for and converts only the wanted ones, which makes
 reading a wide CSV about twice as fast.  It handles plain numbers only and
 hands any block holding something else (an empty field, ``NA``, ``inf``, a
 malformed row) back to pyarrow, whose values and error messages stay the
-reference.  The extension is built when lossctl is installed with a C
-compiler at hand; without one, or with ``LOSSCTL_FASTCSV=0`` in the
-environment, every block goes through pyarrow.
+reference.  Without the extension (see :mod:`lossctl.native`) every block
+goes through pyarrow.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import lru_cache
 from types import ModuleType
 
 import numpy as np
 
+from . import native
+
 _SKIP = 0xFFFF
+_NUMBER_CHARS = "0123456789+-.eE"  # a delimiter that can sit inside a number is left to pyarrow
 POW10_RANGE = range(-348, 348)
 
 
@@ -45,14 +46,10 @@ def powers_of_ten() -> bytes:
 @lru_cache(maxsize=1)
 def module() -> ModuleType | None:
     """The compiled fast path, ready to use, or None (not built, or turned off)."""
-    if os.environ.get("LOSSCTL_FASTCSV", "1") == "0":
-        return None
-    try:
-        from . import _fastcsv
-    except ImportError:
-        return None
-    _fastcsv.set_powers(powers_of_ten())
-    return _fastcsv
+    fast = native.load("_fastcsv")
+    if fast is not None:
+        fast.set_powers(powers_of_ten())
+    return fast
 
 
 def parse_floats(block: memoryview, delimiter: str, columns: Sequence[str],
@@ -63,7 +60,8 @@ def parse_floats(block: memoryview, delimiter: str, columns: Sequence[str],
     path is not available or the block holds anything it leaves to pyarrow.
     """
     fast = module()
-    if fast is None or len(delimiter) != 1 or ord(delimiter) > 127:
+    if fast is None or not wanted or len(delimiter) != 1 or delimiter in _NUMBER_CHARS \
+            or not delimiter.isascii():
         return None
     slots = np.full(len(columns), _SKIP, dtype=np.uint16)
     for i, name in enumerate(wanted):

@@ -361,7 +361,7 @@ class Reader:
                 if len(buf) < need:  # (room for the usual carry: a buffer fits again)
                     buf = bytearray(need + (1 << 16))
                 buf[:len(carry)] = carry
-                got = f.readinto(memoryview(buf)[len(carry):])
+                got = f.readinto(memoryview(buf)[len(carry):need])
                 size = len(carry) + got
                 begin = 0
                 if first and buf.startswith(b"\xef\xbb\xbf"):

@@ -586,3 +586,23 @@ def test_exact_sum_of_values_near_float_max(xs):
     many = np.full(BLOCK + 3, 1.5e307)
     many[::2] *= -1
     assert exact_sum_scaled(many)[0] == frac_scaled(many)
+
+
+@pytest.mark.parametrize("name", [*ADVERSARIAL, "wild", "near_max", "nonfinite"])
+def test_c_binning_gives_the_numpy_sums(name, monkeypatch):
+    """lossctl._exactsum bins in C what the NumPy code bins: the same exact integers."""
+    pytest.importorskip("lossctl._exactsum", reason="the optional C extension is not built")
+    from lossctl import accumulators
+
+    rng = np.random.default_rng(7)
+    xs = {"wild": lambda: wild(rng, 3 * BLOCK + 11, -320, 300),
+          "near_max": lambda: np.concatenate([np.full(BLOCK + 3, 1.5e307), [-1.7e308, 2.0**1023]]),
+          "nonfinite": lambda: np.array([1.0, math.inf, 2.0, -math.inf, math.nan, 1e308]),
+          }.get(name, lambda: np.array(ADVERSARIAL[name], dtype=np.float64))()
+    assert accumulators._exactsum is not None
+    in_c = exact_sum_scaled(xs)
+    monkeypatch.setattr(accumulators, "_exactsum", None)
+    in_numpy = exact_sum_scaled(xs)
+    assert in_c[0] == in_numpy[0] and repr(in_c[1]) == repr(in_numpy[1])
+    if name != "nonfinite":
+        assert in_c == (frac_scaled(xs), 0.0)

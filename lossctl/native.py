@@ -1,0 +1,23 @@
+"""Optional C speed-ups, built when lossctl is installed with a C compiler at hand.
+
+``_fastcsv`` parses numeric CSV blocks (see :mod:`lossctl.fastcsv`) and
+``_exactsum`` bins values for the exact sum (see :mod:`lossctl.accumulators`).
+Each has a pure NumPy/pyarrow twin that gives the same bits, used when the
+extension is missing or when ``LOSSCTL_NATIVE=0`` is set (tests compare the two).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+
+def load(name: str) -> ModuleType | None:
+    """The extension module ``lossctl.<name>``, or None (not built, or turned off)."""
+    if os.environ.get("LOSSCTL_NATIVE", "1") == "0":
+        return None
+    try:
+        return importlib.import_module(f"lossctl.{name}")
+    except ImportError:
+        return None
