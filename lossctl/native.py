@@ -1,9 +1,12 @@
 """Optional C speed-ups, built when lossctl is installed with a C compiler at hand.
 
-``_fastcsv`` parses numeric CSV blocks (see :mod:`lossctl.fastcsv`) and
-``_exactsum`` bins values for the exact sum (see :mod:`lossctl.accumulators`).
-Each has a pure NumPy/pyarrow twin that gives the same bits, used when the
-extension is missing or when ``LOSSCTL_NATIVE=0`` is set (tests compare the two).
+``_fastcsv`` parses numeric CSV blocks (see :mod:`lossctl.fastcsv`),
+``_exactsum`` bins values for the exact sum (see :mod:`lossctl.accumulators`)
+and ``_kernels`` holds the log-softmax of the softmax losses (:mod:`lossctl.losses`).
+Each has a pure NumPy/pyarrow twin, used when the extension is missing or when
+``LOSSCTL_NATIVE=0`` is set; the twins give the same bits, except the
+log-softmax (within an ulp: exp is not correctly rounded, in C or in libm).
+Tests compare the two.
 """
 
 from __future__ import annotations

@@ -1342,3 +1342,40 @@ def test_the_earliest_bad_row_is_reported():
     z[3] = 2.0
     e = _raises_invalid(z, p, "bce", nan="skip")
     assert (e.row, e.role, e.value) == (3, "label", 2.0)
+
+
+LOG_SOFTMAX_CASES = {
+    "normal": lambda rng: rng.normal(0, 2, (3000, 10)),
+    "wide": lambda rng: rng.normal(0, 300, (3000, 7)),
+    "confident": lambda rng: np.column_stack([rng.normal(0, 1, 500) + 60.0, rng.normal(0, 1, (500, 4))]),
+    "ties": lambda rng: np.repeat(rng.normal(0, 1, (400, 1)), 5, axis=1),
+    "underflow": lambda rng: np.column_stack([np.zeros(400), -rng.uniform(700.0, 760.0, 400)]),
+    "one_class": lambda rng: rng.normal(0, 5, (100, 1)),
+    "one_row": lambda rng: rng.normal(0, 5, (1, 6)),  # both C- and F-contiguous: other strides
+}
+
+
+@pytest.mark.parametrize("case", list(LOG_SOFTMAX_CASES))
+def test_c_log_softmax_matches_numpy_and_mpmath(case, monkeypatch):
+    """lossctl._kernels.log_softmax: the NumPy formula to ~1 ulp; both against mpmath."""
+    pytest.importorskip("lossctl._kernels", reason="the optional C extension is not built")
+    from lossctl import losses
+
+    x = np.asfortranarray(LOG_SOFTMAX_CASES[case](np.random.default_rng(11)))
+    in_c = losses._log_softmax(x)
+    sliced = losses._log_softmax(x[7:-3]) if len(x) > 10 else None  # strided columns
+    monkeypatch.setattr(losses, "_kernels", None)
+    in_numpy = losses._log_softmax(x)
+    np.testing.assert_array_equal(in_c[1], in_numpy[1])  # the row max
+    # the two sum S in different orders: log S may differ by an ulp or two of S
+    np.testing.assert_allclose(in_c[0], in_numpy[0], rtol=2e-15, atol=0)
+    if sliced is not None:
+        np.testing.assert_array_equal(sliced[0], in_c[0][7:-3])
+    for i in range(0, len(x), max(1, len(x) // 25)):  # log S = log1p(the other terms), 50 digits
+        with mpmath.workdps(50):
+            top = int(np.argmax(x[i]))
+            others = mpmath.fsum(mpmath.exp(mpmath.mpf(v) - x[i][top]) for j, v in enumerate(x[i])
+                                 if j != top)
+            want = float(mpmath.log1p(others))
+        # (x - m rounds: exp of it is off by up to |x - m| ulps, inherent in the formula)
+        assert abs(in_c[0][i] - want) <= REL * abs(want), (i, x[i])
