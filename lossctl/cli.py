@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, native
 from .errors import LossctlError
 from .report import FORMATS
 
@@ -61,7 +61,8 @@ debug_option = click.option("--debug", is_flag=True, help="Show a Python traceba
 
 
 @click.group(context_settings=CONTEXT)
-@click.version_option(__version__, "-V", "--version", prog_name="lossctl")
+@click.version_option(__version__, "-V", "--version", prog_name="lossctl",
+                      message=f"%(prog)s, version %(version)s ({native.status()})")
 def cli() -> None:
     """Evaluate losses of prediction files: exact, streaming, CSV and Parquet.
 

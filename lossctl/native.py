@@ -24,3 +24,16 @@ def load(name: str) -> ModuleType | None:
         return importlib.import_module(f"lossctl.{name}")
     except ImportError:
         return None
+
+
+EXTENSIONS = ("_fastcsv", "_exactsum", "_kernels")
+
+
+def status() -> str:
+    """Which C speed-ups this process uses, for ``lossctl --version``."""
+    if os.environ.get("LOSSCTL_NATIVE", "1") == "0":
+        return "C speed-ups: off, LOSSCTL_NATIVE=0"
+    loaded = [name.lstrip("_") for name in EXTENSIONS if load(name) is not None]
+    if not loaded:
+        return "C speed-ups: not built, no C compiler at install time"
+    return f"C speed-ups: {', '.join(loaded)}"
