@@ -9,6 +9,11 @@
  * NumPy code, so with at most 2**16 values per call (the caller's job) every
  * bin sum is exact.  Infinities and NaNs propagate into their bins as in
  * NumPy, where the caller finds them.
+ *
+ * group_sums(x, key, hi, lo, mask) is the same split for per-group sums
+ * (GroupedSum, for --by and --ci): x[i] & mask is added to hi[key[i]] and
+ * the rest to lo[key[i]], in place of two np.bincount calls and their
+ * bins-sized temporaries.  The caller keeps the bins within their exact range.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -49,9 +54,56 @@ static PyObject *bin_sums(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *group_sums(PyObject *self, PyObject *args)
+{
+    Py_buffer x, key, hi, lo;
+    unsigned long long mask;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*K", &x, &key, &hi, &lo, &mask))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = x.len / (Py_ssize_t)sizeof(double), size = hi.len / (Py_ssize_t)sizeof(double);
+    if (x.len % (Py_ssize_t)sizeof(double) || key.len != n * (Py_ssize_t)sizeof(int64_t) ||
+        hi.len != lo.len || hi.len % (Py_ssize_t)sizeof(double)) {
+        PyErr_SetString(PyExc_ValueError, "group_sums: x float64 (n,), key int64 (n,), hi and lo float64");
+        goto done;
+    }
+    const double *v = x.buf;
+    const int64_t *k = key.buf;
+    double *h = hi.buf, *l = lo.buf;
+    Py_ssize_t bad = -1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (k[i] < 0 || k[i] >= size) {
+            bad = i;
+            break;
+        }
+        uint64_t bits, hbits;
+        double part;
+        memcpy(&bits, &v[i], sizeof bits);
+        hbits = bits & mask;
+        memcpy(&part, &hbits, sizeof part);
+        h[k[i]] += part;
+        l[k[i]] += v[i] - part;
+    }
+    Py_END_ALLOW_THREADS
+    if (bad >= 0) {
+        PyErr_Format(PyExc_ValueError, "group_sums: key %lld out of range", (long long)k[bad]);
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&hi);
+    PyBuffer_Release(&lo);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"bin_sums", bin_sums, METH_VARARGS,
      "bin_sums(x, bins): set bins[2, 4096] to the sums of the high and low parts of x by exponent."},
+    {"group_sums", group_sums, METH_VARARGS,
+     "group_sums(x, key, hi, lo, mask): add x & mask to hi[key] and the rest to lo[key]."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_exactsum", NULL, -1, methods};

@@ -1,6 +1,11 @@
 /*
- * lossctl._kernels: loss kernels whose NumPy form is slow on CPUs without
- * AVX-512 (where NumPy's float64 exp is a scalar libm call, ~10 ns a value).
+ * lossctl._kernels: per-row loops whose NumPy form takes many passes or is
+ * slow on CPUs without AVX-512 (where NumPy's float64 exp is a scalar libm
+ * call, ~10 ns a value).
+ *
+ * bucket_ids(rows, offset, buckets, out): out[i] = the bucket of row
+ * rows[i] for --ci, exactly lossctl.intervals.bucket_ids' integer formula
+ * (splitmix64 of rows[i] + offset, top 32 bits scaled to [0, buckets)).
  *
  * log_softmax(x, log_s, m): for logits x of shape (n, K) whose columns are
  * contiguous (column-major, or row slices of it), set m[i] to the row max and
@@ -128,9 +133,44 @@ done:
     return result;
 }
 
+static inline uint64_t splitmix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static PyObject *bucket_ids(PyObject *self, PyObject *args)
+{
+    Py_buffer rows, out;
+    unsigned long long offset, buckets;
+    if (!PyArg_ParseTuple(args, "y*KKw*", &rows, &offset, &buckets, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = rows.len / (Py_ssize_t)sizeof(int64_t);
+    if (rows.len % (Py_ssize_t)sizeof(int64_t) || out.len != rows.len || buckets > 0xFFFFFFFFULL) {
+        PyErr_SetString(PyExc_ValueError, "bucket_ids: rows and out int64 (n,), buckets < 2**32");
+        goto done;
+    }
+    const uint64_t *r = rows.buf;
+    uint64_t *o = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        o[i] = ((splitmix64(r[i] + offset) >> 32) * buckets) >> 32;
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"log_softmax", log_softmax, METH_VARARGS,
      "log_softmax(x, log_s, m): row max m and log sum exp(x - m) of float64 x (n, K), columns contiguous."},
+    {"bucket_ids", bucket_ids, METH_VARARGS,
+     "bucket_ids(rows, offset, buckets, out): the --ci bucket of each int64 row, into int64 out."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};

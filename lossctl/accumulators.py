@@ -257,11 +257,14 @@ class GroupedSum:
             base = self._base[exp]
         if self._float_rows + len(x) > self._FLOAT_ROWS:
             self._flush_floats()
-        key = base + groups
-        hi = (bits & self._MASK).view(np.float64)
-        size = self.fhi.size
-        self.fhi += np.bincount(key, weights=hi, minlength=size).reshape(self.fhi.shape)
-        self.flo += np.bincount(key, weights=x - hi, minlength=size).reshape(self.flo.shape)
+        key = (base + groups).astype(np.int64, copy=False)
+        if _exactsum is not None:  # the same sums added in place, in C
+            _exactsum.group_sums(np.ascontiguousarray(x), key, self.fhi, self.flo, int(self._MASK))
+        else:
+            hi = (bits & self._MASK).view(np.float64)
+            size = self.fhi.size
+            self.fhi += np.bincount(key, weights=hi, minlength=size).reshape(self.fhi.shape)
+            self.flo += np.bincount(key, weights=x - hi, minlength=size).reshape(self.flo.shape)
         self._float_rows += len(x)
 
     def _flush_floats(self) -> None:

@@ -21,9 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from . import native
+
 BUCKETS = 1000
 REPLICATES = 1000
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_kernels = native.load("_kernels")
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -43,6 +46,10 @@ def bucket_ids(source: str, rows: np.ndarray, seed: int, buckets: int = BUCKETS)
     """The bucket of each of ``rows`` (0-based data rows) of file ``source``."""
     mixed = _splitmix64(np.array([seed], dtype=np.uint64)) ^ np.uint64(file_key(source))
     offset = _splitmix64(mixed)[0]
+    if _kernels is not None:  # the same integers in one pass, in C
+        out = np.empty(len(rows), dtype=np.int64)
+        _kernels.bucket_ids(np.ascontiguousarray(rows, dtype=np.int64), int(offset), buckets, out)
+        return out
     rows = rows.astype(np.uint64) + offset
     # the top 32 hash bits scaled to [0, buckets): a multiply instead of a division
     return ((_splitmix64(rows) >> np.uint64(32)) * np.uint64(buckets) >> np.uint64(32)).view(np.int64)

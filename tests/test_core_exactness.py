@@ -606,3 +606,26 @@ def test_c_binning_gives_the_numpy_sums(name, monkeypatch):
     assert in_c[0] == in_numpy[0] and repr(in_c[1]) == repr(in_numpy[1])
     if name != "nonfinite":
         assert in_c == (frac_scaled(xs), 0.0)
+
+
+def test_c_group_sums_give_the_numpy_sums(monkeypatch):
+    """GroupedSum (--by, --ci) with lossctl._exactsum's group_sums: the same exact integers."""
+    pytest.importorskip("lossctl._exactsum", reason="the optional C extension is not built")
+    from lossctl import accumulators
+    from lossctl.accumulators import GroupedSum
+
+    rng = np.random.default_rng(3)
+    xs = wild(rng, 3 * BLOCK + 17, -300, 300)
+    xs[::97] = 1.5e307  # values added exactly, outside the float bins
+    groups = rng.integers(0, 40, len(xs))
+
+    def totals() -> list[int]:
+        g = GroupedSum(40)
+        for i in range(0, len(xs), 50_000):
+            g.add(xs[i:i + 50_000], groups[i:i + 50_000])
+        return [t.scaled for t in g.totals()]
+
+    in_c = totals()
+    monkeypatch.setattr(accumulators, "_exactsum", None)
+    assert in_c == totals()
+    assert in_c == [frac_scaled(xs[groups == k]) for k in range(40)]

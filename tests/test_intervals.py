@@ -271,3 +271,17 @@ def test_percentile_interval() -> None:
 ])
 def test_verdict(ci: tuple[float, float], higher_is_better: bool, want: str) -> None:
     assert intervals.verdict(ci, higher_is_better) == want
+
+
+def test_c_bucket_ids_equal_the_numpy_formula(monkeypatch):
+    """lossctl._kernels.bucket_ids: the same bucket for every row as the NumPy formula."""
+    pytest.importorskip("lossctl._kernels", reason="the optional C extension is not built")
+    iv = intervals
+    rng = np.random.default_rng(5)
+    cases = [np.arange(70_000), rng.integers(0, 2**62, 20_000), np.arange(9)[::3],
+             np.array([], dtype=np.int64)]
+    got = [iv.bucket_ids("shards/part-0.csv", rows, 2**64 - 7) for rows in cases]
+    monkeypatch.setattr(iv, "_kernels", None)
+    for rows, ids in zip(cases, got, strict=True):
+        np.testing.assert_array_equal(ids, iv.bucket_ids("shards/part-0.csv", rows, 2**64 - 7))
+        assert ids.dtype == np.int64 and (len(ids) == 0 or 0 <= ids.min() <= ids.max() < iv.BUCKETS)
