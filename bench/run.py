@@ -8,6 +8,11 @@ in its own subprocess (wall time and the child's peak RSS via ``os.wait4``),
 prints a table and checks that all tools agree with a near-exact ``math.fsum``
 reference.
 
+The ``memory`` task runs lossctl alone on the regression CSV and Parquet files
+at ``--rows`` and a tenth of that: streaming means its peak RSS must not grow
+with the file.  The report ends with a summary of the performance targets
+measured in the run (``met``/``MISSED``), also saved with ``--json``.
+
 The driver uses only the standard library, numpy and pyarrow; the peers live in
 ``bench/peers.py`` and import their libraries in their own process.
 """
@@ -43,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 PEERS_SCRIPT = HERE / "peers.py"
 
 TOOLS = ("lossctl", "polars", "duckdb", "pandas", "naive")
-TASKS = ("csv", "parquet", "multiclass", "startup", "slices")
+TASKS = ("csv", "parquet", "multiclass", "memory", "startup", "slices")
 TOOL_LABELS = {"pandas": "pandas+sklearn", "naive": "naive pyarrow"}
 # Peers that implement the slices task (a group-by); the others are skipped there.
 SLICE_PEERS = ("polars", "duckdb")
@@ -68,6 +73,26 @@ REL_TOL = 1e-12
 # the RSS of plain eval; `--ci` adds at most 30% to the wall time.
 BY_RSS_TARGET = 1.5
 CI_WALL_TARGET = 1.3
+# Headline targets: lossctl's median wall time at most this multiple of the
+# peer's in TARGET_PEERS, and its peak RSS at most this many MiB.
+CSV_WALL_TARGET = 1.0
+PARQUET_WALL_TARGET = 1.0
+MULTICLASS_WALL_TARGET = 1.0
+CSV_RSS_TARGET_MIB = 200
+PARQUET_RSS_TARGET_MIB = 200
+MULTICLASS_RSS_TARGET_MIB = 250
+TARGET_PEERS = {
+    "csv": ("polars", CSV_WALL_TARGET, CSV_RSS_TARGET_MIB),
+    "parquet": ("duckdb", PARQUET_WALL_TARGET, PARQUET_RSS_TARGET_MIB),
+    "multiclass": ("duckdb", MULTICLASS_WALL_TARGET, MULTICLASS_RSS_TARGET_MIB),
+}
+# `memory`: the file is MEMORY_SHRINK times smaller than --rows; the two peak
+# RSS values must be within 20% of each other (max / min <= 1.2).
+MEMORY_SHRINK = 10
+MEMORY_RSS_TARGET = 1.2
+# `startup`: medians strictly below these, in seconds.
+VERSION_WALL_TARGET_S = 0.15
+TINY_EVAL_WALL_TARGET_S = 0.5
 
 
 # --- data generation ----------------------------------------------------------
@@ -671,9 +696,106 @@ def ratios(num: Entry, den: Entry) -> tuple[float, float] | None:
     return num.wall_s / den.wall_s, num.rss_mib / den.rss_mib
 
 
-def within(value: float, target: float) -> str:
-    """'met' or 'MISSED' against an upper bound."""
-    return "met" if value <= target else "MISSED"
+def within(value: float, target: float, strict: bool = False) -> str:
+    """'met' or 'MISSED' against an upper bound (``strict``: the value must be below it)."""
+    return "met" if (value < target if strict else value <= target) else "MISSED"
+
+
+@dataclass
+class Target:
+    """One performance target and this run's value for it (None: not measured)."""
+
+    name: str
+    limit: float
+    unit: str  # "x" (a ratio), "MiB" or "s"
+    value: float | None = None
+    strict: bool = False  # the value must be below the limit (else at most the limit)
+    note: str = ""  # why it was not measured
+
+    @property
+    def verdict(self) -> str:
+        """'met', 'MISSED' or 'not measured'."""
+        return "not measured" if self.value is None else within(self.value, self.limit, self.strict)
+
+    def cells(self) -> list[str]:
+        """Name, measured value, bound and verdict as table cells."""
+        spec = {"x": ".2f", "MiB": ".0f", "s": ".3f"}[self.unit]
+        sep = "" if self.unit == "x" else " "
+        value = "-" if self.value is None else f"{self.value:{spec}}{sep}{self.unit}"
+        limit = f"{self.limit:.2f}" if self.unit == "x" else f"{self.limit:g}"
+        bound = f"{'<' if self.strict else '<='} {limit}{sep}{self.unit}"
+        verdict = f"{self.verdict} ({self.note})" if self.value is None and self.note else self.verdict
+        return [self.name, value, bound, verdict]
+
+
+def measured(results: dict[str, Any], task: str, key: str, what: str) -> tuple[float | None, str]:
+    """``what`` ("wall_s" or "rss_mib") of one entry of a stored task, or None and why not."""
+    record = results.get(task, {}).get("tools", {}).get(key)
+    if record is None:
+        return None, f"{key.split()[0]} not among --tools"
+    if record[what] is None:
+        return None, f"{TOOL_LABELS.get(key, key)} {record['status']}"
+    return record[what], ""
+
+
+def measured_ratio(
+    results: dict[str, Any], task: str, num: str, den: str, what: str
+) -> tuple[float | None, str]:
+    """``what`` of entry ``num`` over that of ``den`` in a stored task, or None and why not."""
+    (a, why_a), (b, why_b) = measured(results, task, num, what), measured(results, task, den, what)
+    if a is None or b is None or not b:
+        return None, "; ".join(dict.fromkeys(w for w in (why_a, why_b) if w))
+    return a / b, ""
+
+
+def collect_targets(args: argparse.Namespace, results: dict[str, Any]) -> list[Target]:
+    """The targets of the tasks (and options) selected in this run, from the stored results.
+
+    A task that was not selected has no line; a selected one whose tool did not
+    run or failed is 'not measured', with the reason.
+    """
+    targets = []
+    for task, (peer, wall_limit, rss_limit) in TARGET_PEERS.items():
+        if task in args.tasks:
+            label = TOOL_LABELS.get(peer, peer)
+            value, note = measured_ratio(results, task, "lossctl", peer, "wall_s")
+            targets.append(Target(f"{task}: lossctl wall / {label} wall", wall_limit, "x", value, note=note))
+            value, note = measured(results, task, "lossctl", "rss_mib")
+            targets.append(Target(f"{task}: lossctl peak RSS", rss_limit, "MiB", value, note=note))
+    if "memory" in args.tasks:
+        memory = results.get("memory", {})
+        for kind in ("csv", "parquet"):
+            result = memory.get("formats", {}).get(kind, {})
+            name = f"memory: {kind} peak RSS, max/min of 2 sizes"
+            note = result.get("note") or memory.get("note", "")
+            targets.append(Target(name, MEMORY_RSS_TARGET, "x", result.get("spread"), note=note))
+    if "startup" in args.tasks:
+        value, note = measured(results, "startup", "lossctl --version", "wall_s")
+        targets.append(Target("startup: lossctl --version", VERSION_WALL_TARGET_S, "s", value, True, note))
+        value, note = measured(results, "startup", "lossctl", "wall_s")
+        name = "startup: lossctl eval of the 10-row CSV"
+        targets.append(Target(name, TINY_EVAL_WALL_TARGET_S, "s", value, True, note))
+    if args.ci_overhead:
+        for kind in ("parquet", "csv"):
+            value, note = measured_ratio(results, f"ci_overhead_{kind}", "lossctl --ci", "lossctl", "wall_s")
+            name = f"--ci: wall / plain eval wall, {kind}"
+            targets.append(Target(name, CI_WALL_TARGET, "x", value, note=note))
+    if "slices" in args.tasks:
+        value, note = measured_ratio(results, "slices", "lossctl --by", "lossctl", "rss_mib")
+        targets.append(Target("--by slice: peak RSS / plain eval RSS", BY_RSS_TARGET, "x", value, note=note))
+    return targets
+
+
+def report_targets(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Print the closing targets summary and store it as ``results["targets"]``."""
+    targets = collect_targets(args, results)
+    results["targets"] = [{**asdict(t), "verdict": t.verdict} for t in targets]
+    if not targets:
+        return
+    print("\n== targets (median wall time, largest peak RSS of the runs)")
+    print(table(["target", "measured", "bound", "verdict"], [t.cells() for t in targets]))
+    counts = [(v, sum(t.verdict == v for t in targets)) for v in ("met", "MISSED", "not measured")]
+    print(", ".join(f"{n} {v}" for v, n in counts if n))
 
 
 # --- tasks ------------------------------------------------------------------------
@@ -740,7 +862,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line interface."""
     ap = argparse.ArgumentParser(
         description="Time lossctl against polars, DuckDB, pandas+sklearn and naive "
-        "pyarrow on generated CSV/Parquet files."
+        "pyarrow on generated CSV/Parquet files.",
+        epilog="Tasks: csv, parquet (mse/rmse/mae of y vs p on the regression files), multiclass "
+        "(sparse softmax cross-entropy), memory (lossctl only: peak RSS on the regression CSV and "
+        f"Parquet at --rows and --rows/{MEMORY_SHRINK} rows, within {MEMORY_RSS_TARGET - 1:.0%} of each "
+        "other), startup (lossctl --version, eval of a 10-row CSV), slices (eval vs eval --by on "
+        "100 slices). The report ends with a summary of the targets measured (met/MISSED).",
     )
     ap.add_argument(
         "--tasks",
@@ -754,7 +881,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=lambda s: parse_list(s, TOOLS, "tool"),
         help="comma-separated subset of %(default)s",
     )
-    ap.add_argument("--rows", type=int, default=20_000_000, help="regression rows (default %(default)s)")
+    ap.add_argument(
+        "--rows",
+        type=int,
+        default=20_000_000,
+        help=f"regression rows (default %(default)s); memory also uses --rows/{MEMORY_SHRINK}",
+    )
     ap.add_argument("--mc-rows", type=int, default=5_000_000, help="multiclass rows (default %(default)s)")
     ap.add_argument(
         "--slice-rows", type=int, default=10_000_000, help="rows of the slices task (default %(default)s)"
@@ -789,7 +921,8 @@ def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     lossctl = find_lossctl()
     results: dict[str, Any] = {}
     reg = None
-    if {"csv", "parquet"} & set(args.tasks) or (args.ci_overhead and "lossctl" in args.tools):
+    lossctl_only = (args.ci_overhead or "memory" in args.tasks) and "lossctl" in args.tools
+    if {"csv", "parquet"} & set(args.tasks) or lossctl_only:
         reg = make_regression(directory, args.rows, args.seed, f"regression-{args.rows}")
     mc = make_multiclass(directory, args.mc_rows, args.seed) if "multiclass" in args.tasks else None
 
@@ -804,6 +937,13 @@ def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         size = Path(path).stat().st_size / 1e6
         title = f"{task}: {Path(path).name} ({dataset.rows:,} rows, {size:,.0f} MB)"
         report_task(title, entries, dataset, "lossctl", results, task)
+
+    if "memory" in args.tasks and "lossctl" not in args.tools:
+        print("\nmemory not measured: lossctl is not among --tools")
+        results["memory"] = {"verdict": "not measured", "note": "lossctl not among --tools"}
+    elif "memory" in args.tasks:
+        assert reg is not None
+        run_memory(args, directory, reg, lossctl, results)
 
     if "startup" in args.tasks:
         tiny = write_tiny_csv(directory, args.seed)
@@ -835,7 +975,81 @@ def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     elif args.ci_overhead:
         assert reg is not None
         run_ci_overhead(args, reg, lossctl, results)
+    report_targets(args, results)
     return results
+
+
+def run_memory(
+    args: argparse.Namespace, directory: Path, large: Dataset, lossctl: str | None, results: dict[str, Any]
+) -> None:
+    """lossctl's peak RSS on the regression CSV and Parquet at --rows and MEMORY_SHRINK times fewer rows.
+
+    lossctl streams in fixed-size chunks, so memory must not grow with the file:
+    per format, the larger peak is at most MEMORY_RSS_TARGET times the smaller.
+    Only lossctl runs (peers are irrelevant here); the four commands are
+    interleaved so both sizes see the same machine state.
+    """
+    rows = max(1, args.rows // MEMORY_SHRINK)
+    small = make_regression(directory, rows, args.seed, f"regression-{rows}")
+    sizes = {"small": small, "large": large}
+    groups: dict[str, dict[str, Entry]] = {}
+    for kind in ("csv", "parquet"):
+        groups[kind] = {}
+        for size, dataset in sizes.items():
+            entry = tool_entries(["lossctl"], kind, dataset.files[kind], lossctl)["lossctl"]
+            entry.label = f"lossctl {kind} {dataset.rows:,}"
+            groups[kind][size] = entry
+    everything = {f"{kind} {size}": e for kind, group in groups.items() for size, e in group.items()}
+    run_entries("memory", everything, args.repeat, args.timeout)
+
+    runs: dict[str, Any] = {}
+    formats: dict[str, dict[str, Any]] = {}
+    lines = []
+    for kind, group in groups.items():
+        for size, entry in group.items():
+            path = Path(sizes[size].files[kind])
+            title = f"memory: {path.name} ({sizes[size].rows:,} rows, {path.stat().st_size / 1e6:,.0f} MB)"
+            report_task(title, {"lossctl": entry}, sizes[size], "lossctl", runs, f"{kind} {size}")
+        formats[kind], line = memory_verdict(kind, group["small"], group["large"], small.rows, large.rows)
+        lines.append(line)
+    verdicts = [f["verdict"] for f in formats.values()]
+    overall = "MISSED" if "MISSED" in verdicts else "met" if set(verdicts) == {"met"} else "not measured"
+    results["memory"] = {
+        "title": f"memory: lossctl peak RSS at {small.rows:,} and {large.rows:,} rows",
+        "rows": {"small": small.rows, "large": large.rows},
+        "target": MEMORY_RSS_TARGET,
+        "formats": formats,
+        "verdict": overall,
+        "runs": runs,
+    }
+    print()
+    print("\n".join(lines))
+
+
+def memory_verdict(
+    kind: str, small: Entry, large: Entry, small_rows: int, large_rows: int
+) -> tuple[dict[str, Any], str]:
+    """Compare the peak RSS of one format at two sizes; return the result record and its report line."""
+    if not (small.ok and large.ok and small.rss_mib and large.rss_mib):
+        note = f"{small_rows:,} rows {small.status}, {large_rows:,} rows {large.status}"
+        return {"verdict": "not measured", "note": note}, f"memory on {kind} not measured: {note}"
+    x, y = small.rss_mib, large.rss_mib
+    spread = max(x, y) / min(x, y)
+    verdict = within(spread, MEMORY_RSS_TARGET)
+    shown = f"{y / x:.2f}" if y >= x else f"{y / x:.2f} (max/min {spread:.2f})"
+    line = (
+        f"{kind} peak RSS: {small_rows:,} rows {x:.1f} MiB, {large_rows:,} rows {y:.1f} MiB "
+        f"-> {y:.1f}/{x:.1f} = {shown} (target: within {MEMORY_RSS_TARGET - 1:.0%}: {verdict})"
+    )
+    record = {
+        "small_rss_mib": x,
+        "large_rss_mib": y,
+        "ratio": y / x,
+        "spread": spread,
+        "target": MEMORY_RSS_TARGET,
+        "verdict": verdict,
+    }
+    return record, line
 
 
 def run_slices(
