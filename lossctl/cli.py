@@ -576,33 +576,10 @@ def _quiet_exit_on_closed_pipe() -> None:
     sys.exit(0)
 
 
-def _tune_process() -> None:
-    """Process-wide settings for a run that streams large arrays (the CLI owns the process).
-
-    glibc returns freed chunk-sized arrays (~0.5 MB) to the OS and faults them
-    in again for the next chunk, which costs more than the loss kernels
-    themselves; raising its mmap and trim thresholds keeps them for reuse
-    (3-4x faster kernels; peak memory is unchanged, being the high-water mark
-    anyway).  One BLAS thread: lossctl does no linear algebra, and idle
-    OpenBLAS threads spin.
-    """
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # glibc; musl has none
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_trim_threshold, 256 << 20)
-    mallopt(m_mmap_threshold, 64 << 20)
-
-
 def main() -> None:
     """Console-script entry point."""
-    _tune_process()
+    # before NumPy loads: lossctl does no linear algebra, and idle OpenBLAS threads spin
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         cli()
     except BrokenPipeError:
