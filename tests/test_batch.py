@@ -517,7 +517,7 @@ def test_rows_failing_midway_keeps_the_old_output(data: dict, tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def big_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 million rows: several seconds of `rows --chunk-size 1000`, written in about a second."""
+    """3 million rows: several seconds of `rows --chunk-size 100`, written in about a second."""
     path = tmp_path_factory.mktemp("big") / "big.csv"
     rng = np.random.default_rng(99)
     n = 3_000_000
@@ -532,7 +532,7 @@ def test_interrupted_rows_leaves_no_output(big_csv: Path, tmp_path: Path, sig: i
     out = tmp_path / "out.parquet"
     env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
     proc = subprocess.Popen([str(LOSSCTL), "rows", str(big_csv), "-l", "y", "-p", "p", "-m", "mse,mae",
-                             "-o", str(out), "--chunk-size", "1000"],
+                             "-o", str(out), "--chunk-size", "100"],  # slow on purpose
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env,
                             # SIGINT works even if this test runs where it is ignored (nohup, &)
@@ -543,7 +543,7 @@ def test_interrupted_rows_leaves_no_output(big_csv: Path, tmp_path: Path, sig: i
         while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
         assert partial.exists(), "the output is not written under its temporary name"
-        time.sleep(0.3)  # let it write some chunks
+        time.sleep(0.1)  # let it write some chunks
         assert proc.poll() is None, "finished before it could be interrupted: use a larger input"
         proc.send_signal(sig)
         code = proc.wait(timeout=60)
