@@ -10,10 +10,13 @@
  * bin sum is exact.  Infinities and NaNs propagate into their bins as in
  * NumPy, where the caller finds them.
  *
- * group_sums(x, key, hi, lo, mask) is the same split for per-group sums
- * (GroupedSum, for --by and --ci): x[i] & mask is added to hi[key[i]] and
- * the rest to lo[key[i]], in place of two np.bincount calls and their
- * bins-sized temporaries.  The caller keeps the bins within their exact range.
+ * group_sums(x, groups, base, hi, lo, mask) is the same split for per-group
+ * sums (GroupedSum, for --by and --ci): with k = base[sign and exponent bits
+ * of x[i]] + groups[i], x[i] & mask is added to hi[k] and the rest to lo[k],
+ * in place of several NumPy passes and two np.bincount calls.  It adds
+ * nothing and returns False when some x[i] has no bin row yet (base < 0: a
+ * new exponent, or a value the caller adds another way).  The caller keeps
+ * the bins within their exact range.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -56,44 +59,51 @@ static PyObject *bin_sums(PyObject *self, PyObject *args)
 
 static PyObject *group_sums(PyObject *self, PyObject *args)
 {
-    Py_buffer x, key, hi, lo;
+    Py_buffer x, groups, base, hi, lo;
     unsigned long long mask;
-    if (!PyArg_ParseTuple(args, "y*y*w*w*K", &x, &key, &hi, &lo, &mask))
+    if (!PyArg_ParseTuple(args, "y*y*y*w*w*K", &x, &groups, &base, &hi, &lo, &mask))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t n = x.len / (Py_ssize_t)sizeof(double), size = hi.len / (Py_ssize_t)sizeof(double);
-    if (x.len % (Py_ssize_t)sizeof(double) || key.len != n * (Py_ssize_t)sizeof(int64_t) ||
-        hi.len != lo.len || hi.len % (Py_ssize_t)sizeof(double)) {
-        PyErr_SetString(PyExc_ValueError, "group_sums: x float64 (n,), key int64 (n,), hi and lo float64");
+    if (x.len % (Py_ssize_t)sizeof(double) || groups.len != n * (Py_ssize_t)sizeof(int64_t) ||
+        base.len != NBINS * (Py_ssize_t)sizeof(int64_t) || hi.len != lo.len ||
+        hi.len % (Py_ssize_t)sizeof(double)) {
+        PyErr_SetString(PyExc_ValueError, "group_sums: x float64 (n,), groups int64 (n,), base int64 "
+                                          "(4096,), hi and lo float64");
         goto done;
     }
     const double *v = x.buf;
-    const int64_t *k = key.buf;
+    const int64_t *g = groups.buf, *row = base.buf;
     double *h = hi.buf, *l = lo.buf;
-    Py_ssize_t bad = -1;
+    int ready = 1, bad = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (k[i] < 0 || k[i] >= size) {
-            bad = i;
-            break;
-        }
+    for (Py_ssize_t i = 0; i < n && ready && !bad; i++) {  /* nothing is added unless all fit */
+        uint64_t bits;
+        memcpy(&bits, &v[i], sizeof bits);
+        int64_t r = row[bits >> 52];
+        ready = r >= 0;
+        bad = ready && (g[i] < 0 || r + g[i] >= size);
+    }
+    for (Py_ssize_t i = 0; i < n && ready && !bad; i++) {
         uint64_t bits, hbits;
         double part;
         memcpy(&bits, &v[i], sizeof bits);
         hbits = bits & mask;
         memcpy(&part, &hbits, sizeof part);
-        h[k[i]] += part;
-        l[k[i]] += v[i] - part;
+        int64_t k = row[bits >> 52] + g[i];
+        h[k] += part;
+        l[k] += v[i] - part;
     }
     Py_END_ALLOW_THREADS
-    if (bad >= 0) {
-        PyErr_Format(PyExc_ValueError, "group_sums: key %lld out of range", (long long)k[bad]);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "group_sums: a group code is out of range");
         goto done;
     }
-    result = Py_NewRef(Py_None);
+    result = PyBool_FromLong(ready);
 done:
     PyBuffer_Release(&x);
-    PyBuffer_Release(&key);
+    PyBuffer_Release(&groups);
+    PyBuffer_Release(&base);
     PyBuffer_Release(&hi);
     PyBuffer_Release(&lo);
     return result;
@@ -103,7 +113,8 @@ static PyMethodDef methods[] = {
     {"bin_sums", bin_sums, METH_VARARGS,
      "bin_sums(x, bins): set bins[2, 4096] to the sums of the high and low parts of x by exponent."},
     {"group_sums", group_sums, METH_VARARGS,
-     "group_sums(x, key, hi, lo, mask): add x & mask to hi[key] and the rest to lo[key]."},
+     "group_sums(x, groups, base, hi, lo, mask) -> bool: add x & mask to hi[base[exp] + group], "
+     "the rest to lo; False (nothing added) where base is negative."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_exactsum", NULL, -1, methods};

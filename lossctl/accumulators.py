@@ -238,29 +238,32 @@ class GroupedSum:
             self._add_block(x[start:start + BLOCK], groups[start:start + BLOCK])
 
     def _add_block(self, x: np.ndarray, groups: np.ndarray) -> None:
-        bits = x.view(np.uint64)
-        exp = (bits >> np.uint64(52)).view(np.int64)
-        base = self._base[exp]
-        if base.min() < 0:
-            slot = self.slot_of[exp]
-            if (slot == self._NEW).any():
-                self._new_slots(exp[slot == self._NEW])
-            rare = self.slot_of[exp] == self._RARE
-            if rare.any():  # inf/nan after an overflow, or values near the float64 limit
-                for v, g in zip(x[rare].tolist(), groups[rare].tolist(), strict=True):
-                    if math.isfinite(v):
-                        self.ints[g] += int(v) << _SCALE
-                    else:
-                        self.nonfinite[g] += v
-                x, groups, exp = x[~rare], groups[~rare], exp[~rare]
-                bits = x.view(np.uint64)
-            base = self._base[exp]
         if self._float_rows + len(x) > self._FLOAT_ROWS:
             self._flush_floats()
-        key = (base + groups).astype(np.int64, copy=False)
-        if _exactsum is not None:  # the same sums added in place, in C
-            _exactsum.group_sums(np.ascontiguousarray(x), key, self.fhi, self.flo, int(self._MASK))
+        groups = groups.astype(np.int64, copy=False)
+        if _exactsum is not None and \
+                _exactsum.group_sums(x, groups, self._base, self.fhi, self.flo, int(self._MASK)):
+            self._float_rows += len(x)  # the common case: every exponent has its bin row
+            return
+        bits = x.view(np.uint64)
+        exp = (bits >> np.uint64(52)).view(np.int64)
+        slot = self.slot_of[exp]
+        if (slot == self._NEW).any():
+            self._new_slots(exp[slot == self._NEW])
+        rare = self.slot_of[exp] == self._RARE
+        if rare.any():  # inf/nan after an overflow, or values near the float64 limit
+            for v, g in zip(x[rare].tolist(), groups[rare].tolist(), strict=True):
+                if math.isfinite(v):
+                    self.ints[g] += int(v) << _SCALE
+                else:
+                    self.nonfinite[g] += v
+            x, groups, exp = x[~rare], groups[~rare], exp[~rare]
+            bits = x.view(np.uint64)
+        if _exactsum is not None:  # now every value has its bin row
+            added = _exactsum.group_sums(x, groups, self._base, self.fhi, self.flo, int(self._MASK))
+            assert added
         else:
+            key = self._base[exp] + groups
             hi = (bits & self._MASK).view(np.float64)
             size = self.fhi.size
             self.fhi += np.bincount(key, weights=hi, minlength=size).reshape(self.fhi.shape)
