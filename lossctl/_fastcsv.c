@@ -4,11 +4,11 @@
  * parse_floats(block, delimiter, wanted) reads a block of whole CSV records
  * (no header) and returns the wanted columns as float64 arrays (bytearrays of
  * native doubles), or None when the block holds anything outside the fast
- * path: an empty field, a null marker, nan/inf, a leading '+' or '.', a
- * bare '\r', an empty line, a row with the wrong number of fields, a stray
- * quote.  The caller then parses the block
- * with pyarrow, whose values and error messages are the reference, so the
- * fast path only ever accepts input that pyarrow reads to the same doubles.
+ * path: an empty field, a null marker, nan/inf, a leading '+' or '.', a bare
+ * '\r', an empty line, a row with the wrong number of fields, a stray quote.
+ * The caller then parses the block with pyarrow, whose values and error
+ * messages are the reference, so the fast path only ever accepts input that
+ * pyarrow reads to the same doubles.
  *
  * Only the wanted fields are converted; the others are skipped (quoted ones
  * too, with "" escapes and embedded delimiters or newlines).  Numbers are
@@ -17,7 +17,11 @@
  * numbers that Eisel-Lemire cannot decide (about 1 in 1,000 of 17-digit
  * ones, and those of more than 19 digits, subnormal or out of range) are
  * noted and converted afterwards by Python's own correctly rounded parser,
- * which agrees with pyarrow's to the bit, overflow to inf included.  The GIL is released while parsing, so blocks parse in parallel.
+ * which agrees with pyarrow's to the bit, overflow to inf included.  The GIL
+ * is released while parsing, so blocks parse in parallel.
+ *
+ * count_byte(buffer, begin, end, byte) counts a byte with SSE2 (the quote
+ * parity that tells where a block may end).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
