@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from . import intervals
+from . import arrow, intervals
 from .accumulators import EvalState, Result, RowInfo, SliceKeys
 from .errors import InputError, InvalidInput, LossctlError, UsageError
 from .losses import Loss, default_losses, parse_loss_list
@@ -637,7 +637,7 @@ class Evaluation:
 
                 raise missing_key(i, cols.key, piece.column(cols.key)[i].as_py())
             kept_rows = np.flatnonzero(~missing)
-            piece = piece.take(pa.array(kept_rows))
+            piece = piece.take(arrow.from_numpy(kept_rows.astype(np.int64)))
             arrays = {role: a[kept_rows] for role, a in arrays.items()}
             rows = rows[kept_rows]
         for role, values in self.join.values.items():

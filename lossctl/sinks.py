@@ -16,6 +16,7 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 
+from . import arrow
 from .errors import UsageError
 
 
@@ -101,9 +102,9 @@ class RowWriter:
         arrays: list[pa.Array] = []
         names: list[str] = []
         if self.many_files:
-            arrays.append(pa.array([source] * len(rows), pa.string()))
+            arrays.append(arrow.repeated(source, len(rows)))
             names.append("file")
-        arrays.append(pa.array(rows, pa.int64()))
+        arrays.append(arrow.from_numpy(np.asarray(rows, dtype=np.int64)))
         names.append("row")
         if kept is not None:
             for name, col in zip(kept.schema.names, kept.columns, strict=True):
@@ -113,7 +114,7 @@ class RowWriter:
                 arrays.append(col)
                 names.append(name)
         for key, v in values.items():
-            arrays.append(pa.array(v, pa.float64(), mask=np.isnan(v)))
+            arrays.append(arrow.from_numpy(np.asarray(v, dtype=np.float64), valid=~np.isnan(v)))
             names.append(key)
         batch = pa.RecordBatch.from_arrays(arrays, names=names)
         if self._writer is None:

@@ -1084,3 +1084,22 @@ def test_list_width_change_between_files_names_the_file(tmp_path: Path) -> None:
                        "-m", "cce"])
     assert r.code == 2
     assert f"{tmp_path / 'b.parquet'}, row 1," in r.err
+
+
+@pytest.mark.parametrize("args", [
+    ["eval", "{csv}", "-l", "y", "-p", "p", "-f", "json"],
+    ["eval", "{parquet}", "-l", "y", "-p", "p", "-f", "value", "-m", "mse"],
+    ["rows", "{csv}", "{csv}", "-l", "y", "-p", "p", "-o", "-"],
+], ids=["eval-csv", "eval-parquet", "rows"])
+def test_commands_never_import_pandas(args: list[str], tmp_path: Path) -> None:
+    """pandas costs half a second of start-up: no command that reads files may import it."""
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("y,p\n1,2\n3,4.5\n")
+    pq.write_table(pa.table({"y": [1.0, 3.0], "p": [2.0, 4.5]}), tmp_path / "d.parquet")
+    argv = [a.format(csv=csv_path, parquet=tmp_path / "d.parquet") for a in args]
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "lossctl", *argv], capture_output=True,
+                       env=proc_env(), timeout=120, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr.decode()
+    imported = [ln.rsplit("|", 1)[-1].strip() for ln in p.stderr.decode().splitlines()
+                if ln.startswith("import time:")]
+    assert "numpy" in imported and not [m for m in imported if m.split(".")[0] == "pandas"]
