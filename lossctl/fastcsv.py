@@ -20,7 +20,9 @@ import numpy as np
 from . import native
 
 _SKIP = 0xFFFF
-_NUMBER_CHARS = "0123456789+-.eE"  # a delimiter that can sit inside a number is left to pyarrow
+# delimiters left to pyarrow: those that can sit inside a number, quotes, line ends
+_NOT_DELIMITERS = "0123456789+-.eE\"\r\n"
+_MAX_COLUMNS = 0xFFFF  # a column's output slot is a uint16, 0xFFFF meaning "skip"
 POW10_RANGE = range(-348, 348)
 
 
@@ -60,8 +62,8 @@ def parse_floats(block: memoryview, delimiter: str, columns: Sequence[str],
     path is not available or the block holds anything it leaves to pyarrow.
     """
     fast = module()
-    if fast is None or not wanted or len(delimiter) != 1 or delimiter in _NUMBER_CHARS \
-            or not delimiter.isascii():
+    if fast is None or not wanted or len(columns) > _MAX_COLUMNS or len(delimiter) != 1 \
+            or delimiter in _NOT_DELIMITERS or not delimiter.isascii():
         return None
     slots = np.full(len(columns), _SKIP, dtype=np.uint16)
     for i, name in enumerate(wanted):

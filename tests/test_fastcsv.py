@@ -513,10 +513,16 @@ def test_over_long_number_is_left_to_arrow() -> None:
     ("1.5\n", ".", ["a"]),  # pyarrow: 2 fields, an error
     ("1e5\n", "e", ["a"]),
     ("1e+5\n", "+", ["a"]),
+    ('1"2\n', '"', ["a", "b"]),  # a quote as the delimiter
 ])
 def test_delimiter_that_is_part_of_a_number(block: str, delimiter: str, columns: list[str]) -> None:
-    """A delimiter that can sit inside a number ('-', '+', 'e', '.') is left to pyarrow."""
+    """A delimiter that can sit inside a number ('-', '+', 'e', '.'), or a quote, is left to pyarrow."""
     assert fast_parse(block, columns, columns, delimiter) is None
+
+
+def test_more_columns_than_output_slots_is_left_to_arrow() -> None:
+    columns = [f"c{i}" for i in range(70_000)]
+    assert fastcsv.parse_floats(memoryview(b"1,2\n"), ",", columns, ["c0"]) is None
 
 
 class Spy:
