@@ -11,7 +11,8 @@ from setuptools import Extension, setup
 VECTORISE = ["-fno-trapping-math"]
 
 setup(ext_modules=[
-    Extension("lossctl._fastcsv", ["lossctl/_fastcsv.c"], optional=True),
-    Extension("lossctl._exactsum", ["lossctl/_exactsum.c"], optional=True),
-    Extension("lossctl._kernels", ["lossctl/_kernels.c"], optional=True, extra_compile_args=VECTORISE),
+    Extension("lossctl.io._fastcsv", ["lossctl/io/_fastcsv.c"], optional=True),
+    Extension("lossctl.core._exactsum", ["lossctl/core/_exactsum.c"], optional=True),
+    Extension("lossctl.core._kernels", ["lossctl/core/_kernels.c"], optional=True,
+              extra_compile_args=VECTORISE),
 ])

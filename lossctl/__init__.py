@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return evaluate
     if name in ("EvalState", "Result"):
-        from . import accumulators
+        from .core import state
 
-        return getattr(accumulators, name)
+        return getattr(state, name)
     raise AttributeError(f"module 'lossctl' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The Python API: ``lossctl.evaluate`` for notebooks and scripts.
+"""The Python API: ``lossctl.evaluate`` for notebooks and scripts, and the calls the CLI makes.
 
 Example::
 
@@ -13,13 +13,18 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .accumulators import EvalState, Result
+from .core.losses import Loss, default_losses, resolve
+from .core.state import EvalState, Result
 from .errors import InvalidInput
-from .losses import Loss, default_losses, resolve
+
+if TYPE_CHECKING:
+    from .engine.chunks import Sink
+    from .engine.plan import Progress, Request
+    from .report.model import Report
 
 
 def _to_array(a: Any, role: str) -> np.ndarray:
@@ -80,3 +85,27 @@ def evaluate(
     state = EvalState(bound, _width(y), _width(p), weighted=weights is not None, nan=nan)
     state.update(y, p, None if weights is None else _to_array(weights, "weight"))
     return state.result()
+
+
+def evaluate_request(req: Request, progress: Progress | None = None, sink: Sink | None = None
+                     ) -> Report:
+    """Evaluate a request over its files (the engine) and build its report."""
+    from .engine.local import run_local
+    from .report.model import make_report
+
+    return make_report(run_local(req, progress, sink), req.confidence)
+
+
+def merge_states(paths: list[str], confidence: float = 0.95) -> Report:
+    """Merge states saved by ``eval --emit-state`` into one report."""
+    from .engine.saved import load_states
+    from .report.model import make_report
+
+    return make_report(load_states(paths), confidence)
+
+
+def save_state(report: Report, path: str) -> None:
+    """Save a report's exact state (for ``lossctl merge``)."""
+    from .engine.saved import save_state as save
+
+    save(path, report.outcome)

@@ -17,7 +17,7 @@ import click
 
 from . import __version__, native
 from .errors import LossctlError
-from .report import FORMATS
+from .report.render import FORMATS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -207,7 +207,7 @@ def _delimiter(delimiter: str | None) -> str | None:
 
 def _request(files: list[str], o: dict[str, Any], **extra: Any) -> Any:
     """The engine request for the options every reading command shares."""
-    from .engine import DEFAULT_CHUNK_ROWS, Request
+    from .engine.plan import DEFAULT_CHUNK_ROWS, Request
 
     return Request(
         paths=files, label=o["label"], pred=o["pred"], losses=list(o["losses"]),
@@ -219,7 +219,7 @@ def _request(files: list[str], o: dict[str, Any], **extra: Any) -> Any:
 
 def _checks(o: dict[str, Any], baseline: str | None = None, max_increase: tuple = (),
             max_regression: tuple = ()) -> Any:
-    from .gate import Checks, load_checks_file, merge_checks, parse_threshold, parse_tolerance
+    from .report.gate import Checks, load_checks_file, merge_checks, parse_threshold, parse_tolerance
 
     given = Checks([parse_threshold(t) for t in o["fail_if"]],
                    [parse_tolerance(t, "--max-increase") for t in max_increase],
@@ -230,21 +230,21 @@ def _checks(o: dict[str, Any], baseline: str | None = None, max_increase: tuple 
 
 
 def _run(req: Any, progress: bool | None, sink: Any = None) -> Any:
-    from .engine import evaluate_files
+    from .api import evaluate_request
 
     _tune_allocator()
     show = sys.stderr.isatty() if progress is None else progress
-    return _with_progress(req, sink) if show else evaluate_files(req, sink=sink)
+    return _with_progress(req, sink) if show else evaluate_request(req, sink=sink)
 
 
 def _finish(report: Any, checks: list[Any], o: dict[str, Any], fmt: str | None,
             **view: Any) -> None:
     """Render the report, write JUnit, and exit 1 if a check failed."""
-    from .report import failed_checks_text, junit_xml, render, to_dict
+    from .report.render import failed_checks_text, junit_xml, render, to_dict
 
     doc = to_dict(report, checks, **view)
     if o.get("junit"):
-        from .sinks import AtomicFile
+        from .io.sinks import AtomicFile
 
         out = AtomicFile(o["junit"])
         out.file.write(junit_xml(doc).encode())
@@ -259,7 +259,7 @@ def _finish(report: Any, checks: list[Any], o: dict[str, Any], fmt: str | None,
 
 def _gate(report: Any, checks: Any, strict: bool = False) -> list[Any]:
     """Evaluate every check on a finished report."""
-    from . import gate
+    from .report import gate
 
     r = report.result
     width = report.state.pred_width
@@ -310,13 +310,13 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
 
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """
-    from .engine import JoinRequest
+    from .engine.plan import JoinRequest
 
     checks = _checks(o, baseline, max_increase)
     if key and not labels_file:
         raise click.UsageError("--key joins a --labels file; give --labels FILE")
     if emit_state:
-        from .sinks import check_destination
+        from .io.sinks import check_destination
 
         check_destination(emit_state, True, list(files))
     join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
@@ -329,9 +329,9 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
         if not by:
             raise click.UsageError("--sort orders the slices of --by")
     if emit_state:
-        from .state_files import save_state
+        from .api import save_state
 
-        save_state(emit_state, report)
+        save_state(report, emit_state)
     _finish(report, _gate(report, checks), o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
 
 
@@ -371,7 +371,7 @@ def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | No
 
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """
-    from .engine import JoinRequest
+    from .engine.plan import JoinRequest
 
     checks = _checks(o, max_regression=max_regression)
     if len(files) == 1:
@@ -417,9 +417,9 @@ def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
 
     Exit status: 0 success, 2 usage or input error.
     """
-    from .engine import JoinRequest
-    from .sinks import RowWriter, check_destination, output_format
-    from .sources import expand_paths
+    from .engine.plan import JoinRequest
+    from .io.sinks import RowWriter, check_destination, output_format
+    from .io.sources import expand_paths
 
     output_format(output)
     inputs = expand_paths(list(files))
@@ -445,7 +445,7 @@ def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
     where = "stdout" if output == "-" else output
     click.echo(f"lossctl: wrote {writer.rows} rows to {where}", err=True)
     if report.state.top is not None:
-        from .report import render, to_dict
+        from .report.render import render, to_dict
 
         doc = to_dict(report)
         doc.pop("checks", None)
@@ -495,14 +495,14 @@ def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
 
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """
-    from .state_files import load_states, save_state
+    from .api import merge_states, save_state
 
     checks = _checks(o, baseline, max_increase)
-    report = load_states(list(states), confidence)
+    report = merge_states(list(states), confidence)
     if sort_by is not None:
         report.state.loss(sort_by)
     if emit_state:
-        save_state(emit_state, report)
+        save_state(report, emit_state)
     _finish(report, _gate(report, checks), o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
 
 
@@ -510,7 +510,7 @@ def _with_progress(req: Any, sink: Any = None) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    from .engine import evaluate_files
+    from .api import evaluate_request
 
     console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
@@ -521,7 +521,7 @@ def _with_progress(req: Any, sink: Any = None) -> Any:
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total or None)
 
-        return evaluate_files(req, progress=advance, sink=sink)
+        return evaluate_request(req, progress=advance, sink=sink)
 
 
 @cli.command("losses", context_settings=CONTEXT)
@@ -533,7 +533,7 @@ def losses_cmd(fmt: str | None, debug: bool) -> None:
     """List the loss catalogue: names, aliases, parameters, formulas and columns needed."""
     import json
 
-    from .losses import describe_catalogue
+    from .core.losses import describe_catalogue
 
     rows = describe_catalogue()
     fmt = fmt or ("table" if _stdout_is_tty() else "json")

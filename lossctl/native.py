@@ -1,8 +1,9 @@
 """Optional C speed-ups, built when lossctl is installed with a C compiler at hand.
 
-``_fastcsv`` parses numeric CSV blocks (see :mod:`lossctl.fastcsv`),
-``_exactsum`` bins values for the exact sum (see :mod:`lossctl.accumulators`)
-and ``_kernels`` holds the log-softmax of the softmax losses (:mod:`lossctl.losses`).
+``_fastcsv`` parses numeric CSV blocks (see :mod:`lossctl.io.fastcsv`),
+``_exactsum`` bins values for the exact sum (see :mod:`lossctl.core.exact`)
+and ``_kernels`` holds the log-softmax of the softmax losses
+(:mod:`lossctl.core.kernels`) and the row hash of the intervals.
 Each has a pure NumPy/pyarrow twin, used when the extension is missing or when
 ``LOSSCTL_NATIVE=0`` is set; the twins give the same bits, except the
 log-softmax (within an ulp: exp is not correctly rounded, in C or in libm).
@@ -15,18 +16,19 @@ import importlib
 import os
 from types import ModuleType
 
+# each extension sits beside the Python code that uses it
+PACKAGES = {"_fastcsv": "lossctl.io", "_exactsum": "lossctl.core", "_kernels": "lossctl.core"}
+EXTENSIONS = tuple(PACKAGES)
+
 
 def load(name: str) -> ModuleType | None:
-    """The extension module ``lossctl.<name>``, or None (not built, or turned off)."""
+    """The extension module ``name`` (``_fastcsv``...), or None (not built, or turned off)."""
     if os.environ.get("LOSSCTL_NATIVE", "1") == "0":
         return None
     try:
-        return importlib.import_module(f"lossctl.{name}")
+        return importlib.import_module(f"{PACKAGES[name]}.{name}")
     except ImportError:
         return None
-
-
-EXTENSIONS = ("_fastcsv", "_exactsum", "_kernels")
 
 
 def status() -> str:

@@ -32,7 +32,7 @@ import pytest
 from cli_run import CLEAN_ENV, LOSSCTL, Run, report, run
 from conftest import write_csv
 
-from lossctl import losses as kernels
+from lossctl.core import kernels
 
 REL = 1e-12
 

@@ -24,9 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lossctl.accumulators import BLOCK, EvalState, ExactSum, exact_sum_scaled
+from lossctl.core.exact import BLOCK, ExactSum, exact_sum_scaled
+from lossctl.core.losses import parse_loss
+from lossctl.core.state import EvalState
 from lossctl.errors import InputError, UsageError
-from lossctl.losses import parse_loss
 
 SCALE = 2**1074  # the exact sums count units of 2**-1074
 
@@ -590,9 +591,9 @@ def test_exact_sum_of_values_near_float_max(xs):
 
 @pytest.mark.parametrize("name", [*ADVERSARIAL, "wild", "near_max", "nonfinite"])
 def test_c_binning_gives_the_numpy_sums(name, monkeypatch):
-    """lossctl._exactsum bins in C what the NumPy code bins: the same exact integers."""
-    pytest.importorskip("lossctl._exactsum", reason="the optional C extension is not built")
-    from lossctl import accumulators
+    """lossctl.core._exactsum bins in C what the NumPy code bins: the same exact integers."""
+    pytest.importorskip("lossctl.core._exactsum", reason="the optional C extension is not built")
+    from lossctl.core import exact as accumulators
 
     rng = np.random.default_rng(7)
     xs = {"wild": lambda: wild(rng, 3 * BLOCK + 11, -320, 300),
@@ -609,10 +610,10 @@ def test_c_binning_gives_the_numpy_sums(name, monkeypatch):
 
 
 def test_c_group_sums_give_the_numpy_sums(monkeypatch):
-    """GroupedSum (--by, --ci) with lossctl._exactsum's group_sums: the same exact integers."""
-    pytest.importorskip("lossctl._exactsum", reason="the optional C extension is not built")
-    from lossctl import accumulators
-    from lossctl.accumulators import GroupedSum
+    """GroupedSum (--by, --ci) with lossctl.core._exactsum's group_sums: the same exact integers."""
+    pytest.importorskip("lossctl.core._exactsum", reason="the optional C extension is not built")
+    from lossctl.core import exact as accumulators
+    from lossctl.core.exact import GroupedSum
 
     rng = np.random.default_rng(3)
     xs = wild(rng, 3 * BLOCK + 17, -300, 300)

@@ -27,9 +27,9 @@ from scipy import special
 from sklearn import metrics
 
 import lossctl
-from lossctl.accumulators import EvalState
+from lossctl.core.losses import CATALOGUE, EPS, all_names, lookup, parse_loss
+from lossctl.core.state import EvalState
 from lossctl.errors import InputError, InvalidInput, LossctlError, UsageError
-from lossctl.losses import CATALOGUE, EPS, all_names, lookup, parse_loss
 
 MP_DPS = 50
 REL = 1e-12  # required relative accuracy against the 50-digit reference
@@ -37,7 +37,7 @@ TINY = 2.2250738585072014e-308  # smallest normal float64: below it no relative 
 FMAX = 1.7976931348623157e308
 
 # --------------------------------------------------------------------------
-# The spec's catalogue, written out independently of lossctl.losses
+# The spec's catalogue, written out independently of lossctl.core.losses
 # --------------------------------------------------------------------------
 
 SPEC_ALIASES = {
@@ -1357,9 +1357,9 @@ LOG_SOFTMAX_CASES = {
 
 @pytest.mark.parametrize("case", list(LOG_SOFTMAX_CASES))
 def test_c_log_softmax_matches_numpy_and_mpmath(case, monkeypatch):
-    """lossctl._kernels.log_softmax: the NumPy formula to ~1 ulp; both against mpmath."""
-    pytest.importorskip("lossctl._kernels", reason="the optional C extension is not built")
-    from lossctl import losses
+    """lossctl.core._kernels.log_softmax: the NumPy formula to ~1 ulp; both against mpmath."""
+    pytest.importorskip("lossctl.core._kernels", reason="the optional C extension is not built")
+    from lossctl.core import kernels as losses
 
     x = np.asfortranarray(LOG_SOFTMAX_CASES[case](np.random.default_rng(11)))
     in_c = losses._log_softmax(x)

@@ -1,4 +1,4 @@
-"""The C fast path for numeric CSV blocks (``lossctl/_fastcsv.c``, glue in ``lossctl/fastcsv.py``).
+"""The C fast path for numeric CSV blocks (``lossctl/io/_fastcsv.c``, glue in ``lossctl/io/fastcsv.py``).
 
 Its promise: whenever ``fastcsv.parse_floats`` returns arrays, they are bit for
 bit what pyarrow's CSV reader gives for the same block; anything else (an
@@ -31,9 +31,10 @@ from cli_run import Run, report, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lossctl import fastcsv, sources
+from lossctl.io import csv as sources
+from lossctl.io import fastcsv
 
-pytest.importorskip("lossctl._fastcsv", reason="the optional C extension is not built")
+pytest.importorskip("lossctl.io._fastcsv", reason="the optional C extension is not built")
 
 # The switch: LOSSCTL_NATIVE=0 turns off every C extension (lossctl.native).
 OFF = {"LOSSCTL_NATIVE": "0"}

@@ -1,7 +1,7 @@
 """Bootstrap intervals, in-process: coverage on simulated data, determinism, merges and seeds.
 
 The command line is covered by ``test_gating.py``; here the statistics are
-checked directly on ``EvalState`` + ``lossctl.intervals``, the same calls the
+checked directly on ``EvalState`` + ``lossctl.core.intervals``, the same calls the
 engine makes (``bucket_ids`` per chunk, exact per-bucket sums, seeded
 Poisson counts, percentile intervals, paired differences).
 """
@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossctl import intervals
-from lossctl.accumulators import EvalState
-from lossctl.engine import Columns, Report, Request, evaluate_files, make_report
-from lossctl.losses import parse_loss_list
+from lossctl.api import evaluate_request as evaluate_files
+from lossctl.core import intervals
+from lossctl.core.losses import parse_loss_list
+from lossctl.core.state import EvalState
+from lossctl.engine.plan import Columns, Outcome, Request
+from lossctl.report.model import Report, make_report
 
 B = intervals.BUCKETS
 
@@ -92,7 +94,7 @@ def test_coverage_simulation_uses_the_engine_counts() -> None:
     rng = np.random.default_rng(3)
     y = rng.normal(size=ROWS)
     st = fed_state(y, y + rng.normal(size=ROWS), seed=7, losses=("mse", "rmse", "mae"))
-    report = make_report([st], ["f.csv"], columns(), False, 0.95)
+    report = make_report(Outcome([st], ["f.csv"], columns(), False), 0.95)
     assert report.intervals == intervals.loss_intervals(st, intervals.poisson_counts(B, 7), 0.95)
     assert report.intervals != intervals.loss_intervals(st, intervals.poisson_counts(B, 0), 0.95)
     value = report.result.values["mse"]
@@ -274,8 +276,8 @@ def test_verdict(ci: tuple[float, float], higher_is_better: bool, want: str) -> 
 
 
 def test_c_bucket_ids_equal_the_numpy_formula(monkeypatch):
-    """lossctl._kernels.bucket_ids: the same bucket for every row as the NumPy formula."""
-    pytest.importorskip("lossctl._kernels", reason="the optional C extension is not built")
+    """lossctl.core._kernels.bucket_ids: the same bucket for every row as the NumPy formula."""
+    pytest.importorskip("lossctl.core._kernels", reason="the optional C extension is not built")
     iv = intervals
     rng = np.random.default_rng(5)
     cases = [np.arange(70_000), rng.integers(0, 2**62, 20_000), np.arange(9)[::3],

@@ -7,10 +7,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from lossctl import sources
-from lossctl.engine import Request, evaluate_files
+from lossctl.api import evaluate_request as evaluate_files
+from lossctl.engine.plan import Request
 from lossctl.errors import InputError, InvalidInput, UsageError
-from lossctl.sources import Reader, _first_record_end, _record_end, open_source, select_columns
+from lossctl.io import csv as sources
+from lossctl.io.columns import select_columns
+from lossctl.io.csv import _first_record_end, _record_end
+from lossctl.io.reader import open_reader
+from lossctl.io.sources import open_source
 
 # --------------------------------------------------------------------------
 # record boundaries
@@ -59,7 +63,7 @@ def test_csv_blocks_match_whole_file(tmp_path, monkeypatch, block: int) -> None:
     path = tmp_path / "tricky.csv"
     path.write_bytes(TRICKY)
     monkeypatch.setattr(sources, "CSV_BLOCK", block)
-    reader = Reader(open_source(str(path)))
+    reader = open_reader(open_source(str(path)))
     assert reader.columns == ["id", "note", "y", "p"]
     got = pa.Table.from_batches(list(reader.batches(["y", "p"])))
     want = pacsv.read_csv(

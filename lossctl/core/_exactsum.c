@@ -1,5 +1,5 @@
 /*
- * lossctl._exactsum: the binning step of the exact sum (lossctl/accumulators.py)
+ * lossctl.core._exactsum: the binning step of the exact sum (lossctl/core/exact.py)
  * in one pass over the values instead of six NumPy passes.
  *
  * bin_sums(x, bins) sets bins, a writable float64 buffer of 2 * 4096 values,

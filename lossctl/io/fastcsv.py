@@ -1,4 +1,4 @@
-"""The optional C fast path for numeric CSV blocks (``lossctl/_fastcsv.c``).
+"""The optional C fast path for numeric CSV blocks (``lossctl/io/_fastcsv.c``).
 
 pyarrow's CSV reader tokenises every field of every row; the fast path skips
 the fields nobody asked for and converts only the wanted ones, which makes
@@ -17,7 +17,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import native
+from .. import native
 
 _SKIP = 0xFFFF
 # delimiters left to pyarrow: those that can sit inside a number, quotes, line ends

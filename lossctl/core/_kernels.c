@@ -4,7 +4,7 @@
  * call, ~10 ns a value).
  *
  * bucket_ids(rows, offset, buckets, out): out[i] = the bucket of row
- * rows[i] for --ci, exactly lossctl.intervals.bucket_ids' integer formula
+ * rows[i] for --ci, exactly lossctl.core.intervals.bucket_ids' integer formula
  * (splitmix64 of rows[i] + offset, top 32 bits scaled to [0, buckets)).
  *
  * log_softmax(x, log_s, m): for logits x of shape (n, K) whose columns are

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import native
+from .. import native
 
 BUCKETS = 1000
 REPLICATES = 1000

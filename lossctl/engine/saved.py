@@ -11,25 +11,25 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from .accumulators import STATE_VERSION, EvalState
-from .engine import Columns, Report, make_report
-from .errors import UsageError
-from .sinks import write_json_atomic
+from ..core.state import STATE_VERSION, EvalState
+from ..errors import UsageError
+from ..io.sinks import write_json_atomic
+from .plan import Columns, Outcome
 
 KIND = "lossctl-state"
 
 
-def save_state(path: str, report: Report) -> None:
-    """Write the report's state, with its inputs and columns, to ``path`` (atomically)."""
-    if report.baseline_state is not None:
+def save_state(path: str, outcome: Outcome) -> None:
+    """Write the outcome's state, with its inputs and columns, to ``path`` (atomically)."""
+    if len(outcome.states) != 1:
         raise UsageError("--emit-state saves eval states, not comparisons")
     write_json_atomic(path, {
         "kind": KIND,
         "version": STATE_VERSION,
-        "inputs": report.inputs,
-        "columns": asdict(report.columns),
-        "losses_chosen": report.losses_chosen,
-        "state": report.state.to_json(),
+        "inputs": outcome.inputs,
+        "columns": asdict(outcome.columns),
+        "losses_chosen": outcome.losses_chosen,
+        "state": outcome.states[0].to_json(),
     })
 
 
@@ -49,7 +49,7 @@ def _load(path: str) -> dict:
     return data
 
 
-def load_states(paths: list[str], confidence: float = 0.95) -> Report:
+def load_states(paths: list[str]) -> Outcome:
     """Merge saved states in the order given into one report."""
     merged: EvalState | None = None
     columns: Columns | None = None
@@ -76,4 +76,4 @@ def load_states(paths: list[str], confidence: float = 0.95) -> Report:
                 raise UsageError(f"{path}: {e}") from None
         inputs += shard_inputs
     assert merged is not None and columns is not None
-    return make_report([merged], inputs, columns, chosen, confidence)
+    return Outcome([merged], inputs, columns, chosen)

@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UsageError
-from .losses import Loss, parse_loss
+from ..core.losses import Loss, parse_loss
+from ..errors import UsageError
 
 OPS = ("<=", ">=", "<", ">")
 _RULE = re.compile(r"^\s*(?P<loss>[^<>\s]+)\s*(?P<op><=|>=|<|>)\s*(?P<num>\S+)\s*$")

@@ -13,11 +13,11 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from .. import __version__
 
 if TYPE_CHECKING:  # importing the engine would load NumPy and pyarrow
-    from .engine import Report
     from .gate import CheckResult
+    from .model import Report
 
 FORMATS = ("table", "json", "csv", "tsv", "markdown", "value")
 METHOD = "poisson bootstrap over row buckets (percentile interval)"

@@ -16,8 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import InputError, InvalidInput, UsageError
-from .sources import Reader, Source, select_columns
+from ..errors import InputError, InvalidInput, UsageError
+from ..io.columns import select_columns
+from ..io.reader import open_reader
+from ..io.sources import Source
 
 Arrays = Callable[[pa.RecordBatch], np.ndarray]  # a batch -> one role's values
 
@@ -66,7 +68,7 @@ class KeyJoin:
         batches: list[pa.RecordBatch] = []
         self.columns: dict[str, list[str]] = {}
         for source in sources:
-            reader = Reader(source, batch_rows=batch_rows)
+            reader = open_reader(source, batch_rows)
             if key not in reader.columns:
                 raise UsageError(f"{source.name}: no key column {key!r}")
             cols = {role: select_columns(spec, reader.columns, f"{role} column")
@@ -127,7 +129,7 @@ class RowJoin:
 
     def _stream(self) -> Iterator[pa.RecordBatch]:
         for source in self.sources:
-            reader = Reader(source, batch_rows=self.batch_rows)
+            reader = open_reader(source, self.batch_rows)
             cols = {role: select_columns(spec, reader.columns, f"{role} column")
                     for role, spec in self.specs.items()}
             if self.columns and cols != self.columns:

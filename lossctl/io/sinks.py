@@ -16,8 +16,8 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 
+from ..errors import UsageError
 from . import arrow
-from .errors import UsageError
 
 
 def check_destination(path: str, force: bool, inputs: list[str]) -> None:

@@ -1,0 +1,161 @@
+"""Record batches -> the NumPy arrays the states take: roles, slice codes, row info.
+
+Zero-copy from the Arrow buffers where the type allows: pyarrow's own
+``to_numpy`` imports pandas when it is installed (half a second of start-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..core import intervals
+from ..core.state import SliceKeys
+from ..core.top import RowInfo
+from ..errors import InputError, InvalidInput
+from .plan import is_list
+
+
+def _column_array(batch: pa.RecordBatch, name: str) -> np.ndarray:
+    col = batch.column(name)
+    if is_list(col.type):
+        return _list_to_2d(col, name)
+    return _float64(col)
+
+
+def _float64(col: pa.Array) -> np.ndarray:
+    """A float64 NumPy view of an Arrow array, nulls as NaN.
+
+    Zero-copy from the Arrow buffer: pyarrow's ``to_numpy`` imports pandas
+    when it is installed, which costs half a second of start-up.
+    """
+    if col.type != pa.float64():
+        col = col.cast(pa.float64())
+    validity, data = col.buffers()
+    values = np.frombuffer(data, dtype=np.float64, count=len(col), offset=col.offset * 8)
+    if col.null_count:  # (pyarrow's fill_null would import pandas too)
+        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+        valid = bits[col.offset:col.offset + len(col)].astype(bool)
+        values = np.where(valid, values, np.nan)
+    return values
+
+
+def _list_to_2d(col: pa.Array, name: str) -> np.ndarray:
+    n = len(col)
+    if col.null_count:
+        raise InputError(f"list column {name!r} holds a missing (null) list")
+    if pa.types.is_fixed_size_list(col.type):
+        k = col.type.list_size
+    else:
+        lengths = np.diff(col.offsets.to_numpy())
+        k = int(lengths[0]) if n else 0
+        if n and (lengths != k).any():
+            i = int(np.flatnonzero(lengths != k)[0])
+            raise InvalidInput(f"list has {int(lengths[i])} values, expected {k}", i, "", None,
+                               column=name)
+    values = _float64(col.flatten())
+    return values.reshape(n, k)
+
+
+def role_array(batch: pa.RecordBatch, cols: list[str]) -> np.ndarray:
+    """One role's values: (n,) for one column, (n, K) column-major for K columns.
+
+    Column-major keeps each class contiguous, so the kernels' per-row
+    reductions over K run as K contiguous elementwise passes (2x faster for
+    small K than a row-major copy).
+    """
+    if len(cols) == 1:
+        return _column_array(batch, cols[0])
+    out = np.empty((batch.num_rows, len(cols)), order="F")
+    for k, c in enumerate(cols):
+        out[:, k] = _column_array(batch, c)
+    return out
+
+
+def pieces(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
+    for start in range(0, batch.num_rows, rows):
+        yield batch.slice(start, rows)
+
+
+@dataclass
+class Chunk:
+    """Rows ready for the states: arrays of every role plus where the rows come from."""
+
+    y: np.ndarray
+    preds: list[np.ndarray]  # one per model
+    w: np.ndarray | None
+    first_row: int  # stream row of the chunk's first row (before any rows were dropped)
+    info: RowInfo  # file, first data row in it, kept columns, offsets of the rows kept
+    slices: np.ndarray | None = None
+    bucket_rows: np.ndarray | None = None  # rows in the file to hash into buckets (--ci)
+    seed: int = 0
+    drops: list[np.ndarray | None] = field(default_factory=list)
+
+    def buckets(self) -> np.ndarray | None:
+        if self.bucket_rows is None:
+            return None
+        return intervals.bucket_ids(self.info.source, self.bucket_rows, self.seed)
+
+
+Sink = Callable[[Chunk, dict[str, np.ndarray]], None]  # per-row values of a chunk, in order
+
+
+def slice_codes(batch: pa.RecordBatch, columns: list[str], keys: SliceKeys) -> np.ndarray:
+    """Each row's slice code: its tuple of --by values, numbered in order of first appearance."""
+    import pyarrow.compute as pc
+
+    local: list[np.ndarray] = []
+    values: list[list] = []
+    for c in columns:
+        col = batch.column(c)
+        if not pa.types.is_dictionary(col.type):
+            col = pc.dictionary_encode(col)
+        codes, vals = _dictionary_codes(col)
+        local.append(codes)
+        values.append(vals)
+    if len(columns) == 1:
+        used = np.flatnonzero(np.bincount(local[0], minlength=len(values[0])))
+        lookup = np.zeros(len(values[0]), dtype=np.int64)
+        lookup[used] = [keys.code((values[0][i],)) for i in used.tolist()]
+        return lookup[local[0]]
+    combined = np.zeros(batch.num_rows, dtype=np.int64)
+    for codes, vals in zip(local, values, strict=True):
+        combined = combined * len(vals) + codes
+        if combined.size and combined.max() > (1 << 40):  # keep the product small
+            _, combined = np.unique(combined, return_inverse=True)
+    uniq, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    appearance = np.argsort(first)  # register new slices in the order their rows come
+    lookup = np.empty(len(uniq), dtype=np.int64)
+    for u in appearance.tolist():
+        row = int(first[u])
+        lookup[u] = keys.code(tuple(vals[codes[row]] for codes, vals in zip(local, values,
+                                                                            strict=True)))
+    return lookup[inverse.reshape(-1)]
+
+
+def _dictionary_codes(col: pa.DictionaryArray) -> tuple[np.ndarray, list]:
+    """Indices of a dictionary array as int64 (a null is one more value, None) and its values."""
+    values = [_slice_value(v) for v in col.dictionary.to_pylist()]
+    idx = col.indices
+    codes = np.frombuffer(idx.buffers()[1], dtype=np.dtype(f"int{idx.type.bit_width}"), count=len(idx),
+                          offset=idx.offset * idx.type.bit_width // 8).astype(np.int64)
+    if col.null_count:
+        bits = np.unpackbits(np.frombuffer(idx.buffers()[0], dtype=np.uint8), bitorder="little")
+        valid = bits[idx.offset:idx.offset + len(idx)].astype(bool)
+        codes = np.where(valid, codes, len(values))
+        values.append(None)
+    return codes, values
+
+
+def _slice_value(v: Any) -> Any:
+    """A --by value as JSON can hold it (NaN is not equal to itself, so it becomes "nan")."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return "nan" if v != v else v
+    return str(v)
+

@@ -1,0 +1,202 @@
+"""Planning an evaluation: what to read (inputs, columns, options) and the engine's outcome.
+
+A :class:`Request` is what a command asks for; :func:`resolve_columns`
+applies its column specs to a file; :class:`Outcome` is what an engine hands
+back (exact states, one per model, and what a report needs to name them).
+Every engine (the local thread pool, Dask) takes the same request and gives
+the same outcome.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from ..core.state import EvalState
+from ..errors import InputError, UsageError
+from ..io.columns import select_columns
+from ..io.reader import Reader
+
+if TYPE_CHECKING:  # pyarrow.compute (imported by joins and slices) costs 40 ms of start-up
+    from .joins import JoinStats
+
+DEFAULT_CHUNK_ROWS = 1 << 16
+SAMPLE_ROWS = 10_000  # the automatic loss choice looks at this many first rows of the stream
+DEFAULT_MAX_SLICES = 10_000
+
+
+@dataclass
+class JoinRequest:
+    """A second file joined to the main one: by ``key``, or row by row."""
+
+    paths: list[str]
+    role: str  # "label" (eval --labels) or "candidate" (compare OLD NEW)
+    key: str | None = None
+    missing: str = "error"  # main rows without a match: "error" or "skip"
+
+
+@dataclass
+class Request:
+    """What to evaluate: inputs, columns, losses and reading options.
+
+    A comparison has two models: ``baseline_pred`` (the baseline's columns in
+    the main file) and ``pred`` (the candidate's), or, joined from a second
+    file, ``pred`` in both.
+    """
+
+    paths: list[str]
+    label: str
+    pred: str
+    losses: list[str] = field(default_factory=list)
+    weight: str | None = None
+    nan: str = "error"
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    input_format: str | None = None
+    delimiter: str | None = None
+    header: bool = True
+    threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    by: str | None = None
+    max_slices: int = DEFAULT_MAX_SLICES
+    ci: bool = False
+    seed: int = 0
+    confidence: float = 0.95
+    top: tuple[str, int] | None = None
+    keep: str | None = None
+    baseline_pred: str | None = None
+    join: JoinRequest | None = None
+
+    @property
+    def compare(self) -> bool:
+        return self.baseline_pred is not None or (self.join is not None and
+                                                  self.join.role == "candidate")
+
+    @property
+    def models(self) -> list[str]:
+        """The prediction roles, in order."""
+        return ["baseline", "candidate"] if self.compare else ["prediction"]
+
+    def main_specs(self) -> dict[str, str]:
+        """Column spec of each role read from the main files."""
+        specs: dict[str, str] = {}
+        if self.join is None or self.join.role != "label":
+            specs["label"] = self.label
+        if not self.compare:
+            specs["prediction"] = self.pred
+        elif self.join is None or self.join.role != "candidate":
+            specs["baseline"] = self.baseline_pred or self.pred
+            specs["candidate"] = self.pred
+        else:
+            specs["baseline"] = self.baseline_pred or self.pred
+        return specs
+
+    def join_specs(self) -> dict[str, str]:
+        if self.join is None:
+            return {}
+        return {"label": self.label} if self.join.role == "label" else {"candidate": self.pred}
+
+
+@dataclass
+class Columns:
+    """The columns each role resolved to, and the width (K) each role has."""
+
+    label: list[str]
+    pred: list[str]
+    weight: str | None
+    label_width: int = 1  # K, known from the first chunk (a list column holds K values)
+    pred_width: int = 1
+    baseline: list[str] | None = None
+    by: list[str] = field(default_factory=list)
+    keep: list[str] = field(default_factory=list)
+    key: str | None = None
+    roles: dict[str, list[str]] = field(default_factory=dict)  # main-file roles -> columns
+
+    @property
+    def needed(self) -> list[str]:
+        extra = self.by + self.keep + ([self.key] if self.key else [])
+        cols = [c for cs in self.roles.values() for c in cs] + extra
+        return list(dict.fromkeys(cols))
+
+    @property
+    def text(self) -> list[str]:
+        """Columns read as they are (strings in CSV), not as numbers (slice keys aside)."""
+        return [c for c in dict.fromkeys(self.keep + ([self.key] if self.key else []))
+                if c not in self.by]
+
+    def name(self, role: str, index: int | None) -> str:
+        cols = self.roles.get(role) or {"label": self.label, "weight": [self.weight or ""],
+                                        "key": [self.key or ""]}.get(role, self.pred)
+        k = index or 0
+        if len(cols) == 1 and (self.label_width if role == "label" else self.pred_width) > 1:
+            return f"{cols[0]}[{k}]"
+        return cols[min(k, len(cols) - 1)]
+
+    def role_of(self, column: str) -> str:
+        for role, cols in self.roles.items():
+            if column in cols:
+                return role
+        return "weight"
+
+    def same_as(self, other: Columns) -> bool:
+        return self.roles == other.roles and (self.by, self.keep, self.key) == \
+            (other.by, other.keep, other.key)
+
+
+@dataclass
+class Outcome:
+    """What one pass (or a merge of saved states) produced: exact states and their context."""
+
+    states: list[EvalState]  # one per model: [prediction] or [baseline, candidate]
+    inputs: list[str]
+    columns: Columns
+    losses_chosen: bool  # True when lossctl picked the losses (no -m given)
+    join: JoinStats | None = None
+
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+
+
+def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None = None) -> Columns:
+    """Apply the column specs to one file's columns."""
+    avail = reader.columns
+    specs = req.main_specs() if specs is None else specs
+    roles = {role: select_columns(spec, avail, f"{role} column") for role, spec in specs.items()}
+    weight = None
+    if req.weight:
+        w = select_columns(req.weight, avail, "weight column")
+        if len(w) != 1:
+            raise UsageError(f"the weight is one column; {req.weight!r} selects {len(w)}")
+        weight = w[0]
+        roles["weight"] = w
+    numeric = [c for cs in roles.values() for c in cs]
+    for name, t in reader.schema_types.items():
+        if name in numeric and not _numeric(t):
+            raise InputError(f"{reader.source.name}: column {name!r} is {t}, not numeric")
+    by = select_columns(req.by, avail, "--by column") if req.by else []
+    keep = select_columns(req.keep, avail, "--keep column") if req.keep else []
+    key = None
+    if req.join is not None and req.join.key:
+        key = select_columns(req.join.key, avail, "--key column")
+        if len(key) != 1:
+            raise UsageError(f"the key is one column; {req.join.key!r} selects {len(key)}")
+        key = key[0]
+    model = "candidate" if req.compare else "prediction"
+    pred = roles.get(model) or roles.get("baseline", [])
+    label = roles.get("label", [])
+    return Columns(label, pred, weight, baseline=roles.get("baseline"), by=by, keep=keep,
+                   key=key, roles=roles)
+
+
+def is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)
+
+
+def _numeric(t: pa.DataType) -> bool:
+    if is_list(t):
+        return _numeric(t.value_type)
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) \
+        or pa.types.is_decimal(t) or pa.types.is_null(t)
+

@@ -1,0 +1,86 @@
+"""Readers: one source -> Arrow record batches of the needed columns, in file order.
+
+:func:`open_reader` picks the reader of the source's format
+(:mod:`lossctl.io.csv`, :mod:`lossctl.io.parquet`); each knows the file's
+column names before any data is read and streams batches in bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pyarrow as pa
+
+from ..errors import InputError
+from .sources import Source
+
+
+class Reader:
+    """Streams record batches of selected columns from one source (base class)."""
+
+    def __init__(self, source: Source, batch_rows: int = 1 << 16) -> None:
+        self.source = source
+        self.batch_rows = batch_rows
+        self._file: pa.NativeFile | None = None  # the raw file being read, for progress
+        self.columns: list[str] = self._columns()
+
+    @property
+    def schema_types(self) -> dict[str, pa.DataType]:
+        """Column types known from the file's schema (none for CSV: its values are parsed)."""
+        return {}
+
+    def bytes_done(self) -> int:
+        """How far into the file the reading is, in bytes on disk (for progress bars)."""
+        size = self.source.size or 0
+        try:
+            return min(size, self._file.tell()) if self._file is not None else 0
+        except (OSError, ValueError):
+            return 0
+
+    def _raw(self) -> pa.NativeFile:
+        """The source's bytes as a file (decompressed where the source is compressed)."""
+        s = self.source
+        f: pa.NativeFile
+        if s._stdin_bytes is not None:
+            f = pa.BufferReader(s._stdin_bytes)
+        else:
+            # plain reads, not a memory map: mapped pages would count as our memory
+            f = pa.OSFile(s.path)
+        self._file = f
+        return pa.CompressedInputStream(f, s.compression) if s.compression else f
+
+    def _columns(self) -> list[str]:
+        raise NotImplementedError
+
+    def batches(self, columns: list[str], text: Sequence[str] = (),
+                categories: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+        """Yield record batches holding ``columns``, in file order.
+
+        Values are numbers, except the ``text`` columns (kept columns, join
+        keys), read as they are (strings in CSV): the same value then has the
+        same type in every block and file.  ``categories`` (slice keys) come
+        dictionary-encoded where the format allows, which spares hashing
+        every value again.
+        """
+        raise NotImplementedError
+
+
+def open_reader(source: Source, batch_rows: int = 1 << 16) -> Reader:
+    """The reader of ``source``'s format (its module is imported only when needed)."""
+    if source.format == "parquet":
+        from .parquet import ParquetReader
+
+        return ParquetReader(source, batch_rows)
+    from .csv import CsvReader
+
+    return CsvReader(source, batch_rows)
+
+
+def short(e: Exception) -> str:
+    """The first line of an exception's message, for a one-line error."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:300]
+
+
+def cannot_read(source: Source, e: Exception) -> InputError:
+    return InputError(f"{source.name}: cannot read as {source.format}: {short(e)}")
