@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -61,19 +60,6 @@ def poisson_counts(buckets: int, seed: int, replicates: int = REPLICATES) -> np.
     return rng.poisson(1.0, size=(replicates, buckets)).astype(np.float64)
 
 
-Finish = Callable[[float], float]
-
-
-def replicates(counts: np.ndarray, sums: np.ndarray, weights: np.ndarray,
-               finish: Finish | None = None) -> np.ndarray:
-    """The loss value of every replicate: reweighted sums over reweighted weights."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        values = (counts @ sums) / (counts @ weights)
-    if finish is not None:
-        values = np.array([finish(v) if v >= 0 else math.nan for v in values.tolist()])
-    return values
-
-
 def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     """The central ``confidence`` range of the replicates (NaN if too few are defined)."""
     ok = values[np.isfinite(values)]
@@ -83,34 +69,39 @@ def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, f
     return float(lo), float(hi)
 
 
-def _finish(loss: Any) -> Finish | None:
-    return loss.definition.finish
-
-
 def loss_intervals(state: Any, counts: np.ndarray, confidence: float
-                   ) -> dict[str, tuple[float, float]]:
-    """A percentile interval for every loss of ``state`` (an EvalState with buckets)."""
-    sums, weights = state.bucket_arrays()
-    return {l.key: percentile_interval(replicates(counts, sums[l.key], weights, _finish(l)),
-                                       confidence)
-            for l in state.losses}
+                   ) -> dict[str, tuple[float, float] | None]:
+    """A percentile interval for every loss of ``state`` (an EvalState with buckets).
+
+    None for a loss whose state keeps no buckets (the score histogram of
+    roc_auc and pr_auc).
+    """
+    return {key: None if reps is None else percentile_interval(reps, confidence)
+            for key, reps in state.replicates(counts).items()}
+
+
+def slice_intervals(state: Any, counts: np.ndarray, confidence: float
+                    ) -> list[dict[str, tuple[float, float] | None]] | None:
+    """Per slice, a percentile interval for every loss (None where the state keeps none)."""
+    reps = state.slice_replicates(counts)
+    if reps is None:
+        return None
+    return [{key: None if r is None else percentile_interval(r, confidence) for key, r in s.items()}
+            for s in reps]
 
 
 def differences(base: Any, cand: Any, counts: np.ndarray | None, confidence: float
                 ) -> dict[str, dict[str, Any]]:
     """Paired differences ``candidate - baseline`` per loss, with intervals from shared buckets.
 
-    ``relative`` is ``(candidate - baseline) / |baseline|``.  ``worse`` is
-    the direction of a regression (+1 when lower is better).  The verdict is
+    ``relative`` is ``(candidate - baseline) / |baseline|``.  The verdict is
     ``worse`` or ``better`` when the interval of the difference excludes 0,
     else ``no significant change``.
     """
     b, c = base.result(), cand.result()
     out: dict[str, dict[str, Any]] = {}
-    rep_b = rep_c = None
-    if counts is not None:
-        sums_b, w_b = base.bucket_arrays()
-        sums_c, w_c = cand.bucket_arrays()
+    reps_b = base.replicates(counts) if counts is not None else {}
+    reps_c = cand.replicates(counts) if counts is not None else {}
     for loss in cand.losses:
         key = loss.key
         diff = c.values[key] - b.values[key]
@@ -119,13 +110,15 @@ def differences(base: Any, cand: Any, counts: np.ndarray | None, confidence: flo
         entry: dict[str, Any] = {"baseline": b.values[key], "candidate": c.values[key],
                                  "difference": diff, "relative": rel,
                                  "higher_is_better": loss.definition.higher_is_better}
+        rep_b, rep_c = reps_b.get(key), reps_c.get(key)
         if counts is not None:
-            rep_b = replicates(counts, sums_b[key], w_b, _finish(loss))
-            rep_c = replicates(counts, sums_c[key], w_c, _finish(loss))
-            entry["ci"] = percentile_interval(rep_c - rep_b, confidence)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                entry["relative_ci"] = percentile_interval((rep_c - rep_b) / np.abs(rep_b),
-                                                           confidence)
+            if rep_b is None or rep_c is None:
+                entry["ci"] = entry["relative_ci"] = (math.nan, math.nan)
+            else:
+                entry["ci"] = percentile_interval(rep_c - rep_b, confidence)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    entry["relative_ci"] = percentile_interval((rep_c - rep_b) / np.abs(rep_b),
+                                                               confidence)
             entry["verdict"] = verdict(entry["ci"], loss.definition.higher_is_better)
         out[key] = entry
     return out

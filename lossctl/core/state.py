@@ -1,10 +1,13 @@
 """Exact, mergeable evaluation state: ``update(chunk)``, ``merge(other)``, ``result()``.
 
-The state keeps exact sums (see :mod:`lossctl.core.exact`) of every loss's
-per-row values, overall, per slice and per bootstrap bucket, and a running
-top-N; so a result does not change by a single bit however the rows are cut
-into chunks and in whatever order partial states are merged.  The reported
-mean is the correctly rounded quotient of two exact sums.
+Each loss or metric declares the exact state it needs (sum terms, a
+component; see :mod:`lossctl.core.definitions`) and :class:`EvalState`
+composes them: one exact sum per distinct term and one state per distinct
+component, for the whole stream and, when asked, per slice (``--by``), per
+bootstrap bucket (``--ci``) and per bucket of each slice (per-slice
+intervals).  A result does not change by a single bit however the rows are
+cut into chunks and in whatever order partial states are merged; a value is
+computed from exact totals and rounded once.
 """
 
 from __future__ import annotations
@@ -17,24 +20,29 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .exact import _SCALE, BLOCK, ExactSum, GroupedSum, _all_finite
-from .losses import Check, Loss
+from .exact import BLOCK, ExactSum
+from .groups import Groups, total
+from .losses import Loss
 from .top import RowInfo, TopRows
-from .validate import _as_float, _needs_class_index, _nonfinite_rows, _Problems, check_columns
+from .validate import Chunk, check_columns, needs_class_index, prepare, rules
+from .views import ExactView, ReplicateView, details_of, value_of
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 _KERNEL_ROWS = BLOCK  # rows * columns per kernel call: keeps temporaries cache-sized
+SLICE_BUCKETS = 50  # bootstrap buckets per slice, for per-slice intervals (--ci with --by)
+MAX_SLICE_INTERVALS = 2000  # beyond this many slices, no per-slice intervals (memory)
 
 
 @dataclass
 class Result:
-    """Weighted-mean loss values with the row count and weight sum behind them."""
+    """Loss and metric values with the row count and weight sum behind them."""
 
     values: dict[str, float]
     rows: int
     rows_skipped: int
     weight_sum: float
     losses: list[Loss] = field(repr=False, default_factory=list)
+    details: dict[str, dict] = field(repr=False, default_factory=dict)  # bins, error bounds
 
     def __getitem__(self, key: str) -> float:
         return self.values[key]
@@ -44,7 +52,8 @@ class Result:
             "rows": self.rows,
             "rows_skipped": self.rows_skipped,
             "weight_sum": self.weight_sum,
-            "losses": {l.key: {"value": self.values[l.key], "name": l.name, "params": l.params}
+            "losses": {l.key: {"value": self.values[l.key], "name": l.name, "params": l.params,
+                               **self.details.get(l.key, {})}
                        for l in self.losses},
         }
 
@@ -74,73 +83,8 @@ class SliceKeys:
         return c
 
 
-class _Groups:
-    """Exact per-group state of every kernel: rows, weight sum and loss sums."""
-
-    def __init__(self, kernels: Sequence[tuple], weighted: bool, groups: int = 0) -> None:
-        self.rows = np.zeros(groups, dtype=np.int64)
-        self.weight = GroupedSum(groups) if weighted else None
-        self.sums = {k: GroupedSum(groups) for k in kernels}
-
-    @property
-    def size(self) -> int:
-        return len(self.rows)
-
-    def grow(self, groups: int) -> None:
-        if groups > self.size:
-            self.rows = np.pad(self.rows, (0, groups - self.size))
-            for s in self._all():
-                s.grow(groups)
-
-    def _all(self) -> list[GroupedSum]:
-        return list(self.sums.values()) + ([self.weight] if self.weight is not None else [])
-
-    def add_rows(self, codes: np.ndarray, w: np.ndarray | None) -> None:
-        self.rows += np.bincount(codes, minlength=self.size)
-        if self.weight is not None:
-            self.weight.add(w, codes)
-
-    def weight_totals(self) -> list[ExactSum]:
-        if self.weight is not None:
-            return self.weight.totals()
-        return [ExactSum(int(n) << _SCALE) for n in self.rows.tolist()]
-
-    def merge(self, other: _Groups, codes: Sequence[int] | None = None) -> None:
-        """Add ``other``'s groups (``codes`` maps them to ours; default: the same codes)."""
-        idx = np.arange(other.size) if codes is None else np.asarray(codes, dtype=np.int64)
-        self.grow(int(idx.max()) + 1 if idx.size else 0)
-        np.add.at(self.rows, idx, other.rows)
-        for mine, theirs in zip(self._all(), other._all(), strict=True):
-            mine.add_totals(theirs.totals(), idx.tolist())
-
-    def to_json(self, names: dict[tuple, str]) -> dict:
-        return {"rows": self.rows.tolist(),
-                "weight": self.weight.to_json() if self.weight is not None else None,
-                "sums": {names[k]: s.to_json() for k, s in self.sums.items()}}
-
-    @classmethod
-    def from_json(cls, data: dict, names: dict[tuple, str]) -> _Groups:
-        g = cls(list(names), data["weight"] is not None, len(data["rows"]))
-        g.rows = np.array(data["rows"], dtype=np.int64)
-        if g.weight is not None:
-            g.weight = GroupedSum.from_json(data["weight"])
-            g.weight.grow(g.size)
-        for k, name in names.items():
-            g.sums[k] = GroupedSum.from_json(data["sums"][name])
-            g.sums[k].grow(g.size)
-        return g
-
-
-def _total(sums: Sequence[ExactSum]) -> ExactSum:
-    out = ExactSum()
-    for t in sums:
-        out.merge(t)
-    return out
-
-
-
 class EvalState:
-    """Exact running state of several losses over one stream of rows.
+    """Exact running state of several losses and metrics over one stream of rows.
 
     ``update`` takes one chunk: labels ``y`` (n,) or (n, K), predictions ``p``
     (n,) or (n, K), optional weights ``w`` (n,).  Rows are counted from 0
@@ -148,10 +92,11 @@ class EvalState:
     ``nan="skip"`` a row with a missing, NaN or infinite label or prediction,
     or a missing weight, is dropped for every loss and counted.
 
-    Optional extras, all exact and mergeable: per-slice sums (``slices``, the
-    codes of each row given to ``update``), per-bucket sums for bootstrap
-    intervals (``buckets`` > 0, each row's bucket given to ``update``), and a
-    running top-N of one loss (``top``).
+    Optional extras, all exact and mergeable: per-slice state (``slices``,
+    the codes of each row given to ``update``), per-bucket state for
+    bootstrap intervals (``buckets`` > 0, each row's bucket given to
+    ``update``; with slices too, per-slice buckets for per-slice intervals),
+    and a running top-N of one loss (``top``).
     """
 
     def __init__(self, losses: Sequence[Loss], label_width: int = 1, pred_width: int = 1,
@@ -171,27 +116,39 @@ class EvalState:
         self.rows = 0
         self.rows_skipped = 0
         self.weight_sum = ExactSum()
-        self._kernels: dict[tuple, Loss] = {}
+        self._terms: dict[tuple, tuple[Any, dict]] = {}  # key -> (Term, the params it binds)
+        self._specs: dict[tuple, Any] = {}  # component key -> spec
+        self._component_of: dict[str, tuple] = {}  # loss key -> its component's key
         for loss in self.losses:
-            self._kernels.setdefault(loss.rows_key, loss)
-        self.sums: dict[tuple, ExactSum] = {k: ExactSum() for k in self._kernels}
-        checks: dict[tuple, tuple[Check, dict]] = {}
-        for loss in self.losses:
-            for c in loss.definition.checks:
-                checks.setdefault((id(c), tuple(sorted(loss.params.items()))), (c, loss.params))
-        self._checks = list(checks.values())
-        self._class_index = _needs_class_index(self.losses, label_width)
-        self._on_diff = any(l.definition.on_diff for l in self._kernels.values())
+            for key, term in loss.terms():
+                self._terms.setdefault(key, (term, loss.params))
+            spec = loss.component(label_width, pred_width)
+            if spec is not None:
+                self._specs.setdefault(spec.key, spec)
+                self._component_of[loss.key] = spec.key
+        self.rules = rules(self.losses)  # the domain checks of every loss, once each
+        self.class_index = needs_class_index(self.losses, label_width)
+        self.sums: dict[tuple, ExactSum] = {k: ExactSum() for k in self._terms}
+        self.components = {k: spec.new(1, weighted) for k, spec in self._specs.items()}
+        self._on_diff = any(t.on_diff for t, _ in self._terms.values())
         self.slice_keys = slices
-        self.slices = _Groups(list(self._kernels), weighted) if slices is not None else None
+        self.slices = self._groups(0, self._specs) if slices is not None else None
         self.buckets = buckets
         self.seed = seed
-        self.bucket_sums = _Groups(list(self._kernels), weighted, buckets) if buckets else None
+        with_intervals = {k: s for k, s in self._specs.items() if s.intervals}
+        self.bucket_sums = self._groups(buckets, with_intervals) if buckets else None
+        self.slice_buckets = self._groups(0, {}) if slices is not None and buckets else None
         self.top: TopRows | None = None
         if top is not None:
             key, n = top
             loss = self.loss(key)
+            if not loss.definition.per_row:
+                raise UsageError(f"--top {key}: {key} is a {loss.definition.kind} metric, not a "
+                                 f"mean of per-row values; rank rows by a loss")
             self.top = TopRows(loss.key, n, loss.definition.higher_is_better)
+
+    def _groups(self, groups: int, specs: dict[tuple, Any]) -> Groups:
+        return Groups(list(self._terms), self.weighted, groups, specs)
 
     def loss(self, key: str) -> Loss:
         """The loss this state computes under ``key`` (as written, or canonical)."""
@@ -218,110 +175,89 @@ class EvalState:
         the rows for ``--top``.  With ``per_row`` the per-row losses are
         returned (NaN for skipped rows).
         """
-        y = _as_float(y, "label", self.label_width)
-        p = _as_float(p, "prediction", self.pred_width)
-        if len(y) != len(p):
-            raise UsageError(f"label and prediction lengths differ: {len(y)} != {len(p)}")
-        if self.weighted:
-            if w is None:
-                raise UsageError("this state is weighted: pass weights")
-            w = _as_float(w, "weight", 1)
-            if len(w) != len(y):
-                raise UsageError(f"weight length {len(w)} != {len(y)} rows")
-        elif w is not None:
-            raise UsageError("this state is unweighted: create it with weighted=True")
         if (self.slices is not None) != (slices is not None):
             raise UsageError("pass slice codes exactly when the state has slices")
         if (self.bucket_sums is not None) != (buckets is not None):
             raise UsageError("pass buckets exactly when the state has buckets")
-        n = len(y)
-        problems = _Problems(self.rows_seen if first_row is None else first_row)
-        rows = None
-        # a weight of +-inf is never "missing": it is always an input error
-        if w is not None and not _all_finite(w):
-            problems.check("weight must be finite", "weight", w, np.isinf(w))
-        arrays = [("label", y), ("prediction", p)] + ([("weight", w)] if w is not None else [])
-        if drop is not None or not all(_all_finite(a) for _, a in arrays):
-            if self.nan == "error" and not all(_all_finite(a) for _, a in arrays):
-                for role, a in arrays:
-                    problems.check("missing or non-finite value (use --nan skip to drop such rows)",
-                                   role, a, ~np.isfinite(a))
-                self._validate(y, p, w, problems)
-                problems.raise_first()
-            keep = np.ones(n, dtype=bool) if drop is None else ~drop
-            for _, a in arrays:
-                keep &= ~_nonfinite_rows(a)
-            rows = np.flatnonzero(keep)
-            y, p = y[keep], p[keep]
-            w = w[keep] if w is not None else None
-            slices = slices[keep] if slices is not None else None
-            buckets = buckets[keep] if buckets is not None else None
-            self.rows_skipped += n - len(y)
-        self._validate(y, p, w, problems, rows)
-        problems.raise_first()
-        self.rows_seen += n
-        values = self._accumulate(y, p, w, slices, buckets, info, rows, per_row)
+        if per_row:
+            self.check_per_row()
+        c = prepare(self, y, p, w, slices, buckets, drop,
+                    self.rows_seen if first_row is None else first_row)
+        self.rows_skipped += c.n - len(c.y)
+        self.rows_seen += c.n
+        values = self._accumulate(c, info, per_row)
         if not per_row:
             return None
         out = {}
         for loss in self.losses:
             v = loss.finish_rows(values[loss.rows_key])
-            if rows is not None:
-                full = np.full(n, np.nan)
-                full[rows] = v
+            if c.rows is not None:
+                full = np.full(c.n, np.nan)
+                full[c.rows] = v
                 v = full
             out[loss.key] = v
         return out
 
-    def _validate(self, y: np.ndarray, p: np.ndarray, w: np.ndarray | None, problems: _Problems,
-                  rows: np.ndarray | None = None) -> None:
-        """The spec's domain rules (NaN compares false, so it never trips them)."""
-        if w is not None:
-            problems.check("weight must be >= 0", "weight", w, w < 0, rows)
-        if self._class_index:
-            bad = (y < 0) | (y >= self.pred_width) | (y != np.floor(y))
-            problems.check(f"class index must be an integer in [0, {self.pred_width})",
-                           "label", y, bad, rows)
-        for check, params in self._checks:
-            values = y if check.role == "label" else p
-            problems.check(check.reason, check.role, values, check.bad(values, params), rows)
+    def check_per_row(self) -> None:
+        """Per-row output needs means: a ratio or curve metric has no per-row values."""
+        for loss in self.losses:
+            if not loss.definition.per_row:
+                raise UsageError(f"{loss.key} is a {loss.definition.kind} metric: it has no "
+                                 f"per-row values (per-row output takes means such as mse, bce)")
 
-    def _accumulate(self, y: np.ndarray, p: np.ndarray, w: np.ndarray | None,
-                    slices: np.ndarray | None, buckets: np.ndarray | None, info: RowInfo | None,
-                    rows: np.ndarray | None, keep_values: bool) -> dict[tuple, np.ndarray]:
-        n = len(y)
-        groups = [(g, c) for g, c in ((self.slices, slices), (self.bucket_sums, buckets))
-                  if g is not None]
-        if self.slices is not None and self.slice_keys is not None:
-            self.slices.grow(len(self.slice_keys.keys))
+    def _grouped(self, c: Chunk) -> list[tuple[Groups, np.ndarray]]:
+        """Each grouping the chunk's rows go to, with their codes."""
+        out = []
+        if self.slices is not None and c.slices is not None:
+            if self.slice_keys is not None:
+                self.slices.grow(len(self.slice_keys.keys))
+            out.append((self.slices, c.slices))
+        if self.bucket_sums is not None and c.buckets is not None:
+            out.append((self.bucket_sums, c.buckets))
+        if self.slice_buckets is not None and c.slices is not None and c.buckets is not None:
+            if self.slice_keys is not None and len(self.slice_keys.keys) > MAX_SLICE_INTERVALS:
+                self.slice_buckets = None  # too many slices: per-slice intervals are dropped
+            else:
+                codes = c.slices * SLICE_BUCKETS + c.buckets % SLICE_BUCKETS
+                size = len(self.slice_keys.keys) if self.slice_keys is not None else 0
+                self.slice_buckets.grow(size * SLICE_BUCKETS)
+                out.append((self.slice_buckets, codes))
+        return out
+
+    def _accumulate(self, c: Chunk, info: RowInfo | None,
+                    keep_values: bool) -> dict[tuple, np.ndarray]:
+        y, p, w, n = c.y, c.p, c.w, len(c.y)
+        groups = self._grouped(c)
         top_loss = self.loss(self.top.key) if self.top is not None else None
         top_key = top_loss.rows_key if top_loss is not None else None
         kept: dict[tuple, list[np.ndarray]] = {}
         step = max(1, _KERNEL_ROWS // max(self.pred_width, self.label_width))
-        with np.errstate(over="ignore", under="ignore"):
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             for start in range(0, n, step):
                 ys, ps = y[start:start + step], p[start:start + step]
                 ws = w[start:start + step] if w is not None else None
                 d = ys - ps if self._on_diff else None
-                for key, loss in self._kernels.items():
-                    values = loss.per_row(ys, ps, d)
-                    if not groups:  # else the overall sums are the groups' sums (_overall)
-                        if ws is not None:
-                            self.sums[key].add_weighted(values, ws)
-                        else:
-                            self.sums[key].add(values)
-                    for g, codes in groups:
-                        cs = codes[start:start + step]
-                        if ws is not None:
-                            g.sums[key].add_weighted(values, ws, cs)
-                        else:
-                            g.sums[key].add(values, cs)
-                    if key == top_key and info is not None:
+                for key, (term, params) in self._terms.items():
+                    bound = {k: params[k] for k in term.params}
+                    if term.exact_pieces:
+                        pieces, values = term.kernel(ys, ps, ws, **bound), None
+                    else:
+                        values = term.kernel(d, **bound) if term.on_diff else \
+                            term.kernel(ys, ps, **bound)
+                        pieces = None
+                    self._add(key, values, pieces, ws, groups, start, step)
+                    if key == top_key and info is not None and values is not None:
+                        assert self.top is not None and top_loss is not None
                         idx = np.arange(start, start + len(values))
-                        self.top.add(top_loss.finish_rows(values), idx if rows is None else rows[idx],
-                                     info)
-                    if keep_values:
+                        self.top.add(top_loss.finish_rows(values),
+                                     idx if c.rows is None else c.rows[idx], info)
+                    if keep_values and values is not None:
                         kept.setdefault(key, []).append(values)
+            for comp in self.components.values():
+                comp.add(y, p, w, None)
+            for g, codes in groups:
+                for comp in g.components.values():
+                    comp.add(y, p, w, codes)
         if not groups:
             if w is not None:
                 self.weight_sum.add(w)
@@ -332,6 +268,28 @@ class EvalState:
         self.rows += n
         return {k: (np.concatenate(v) if v else np.empty(0)) for k, v in kept.items()} \
             if keep_values else {}
+
+    def _add(self, key: tuple, values: np.ndarray | None, pieces: Sequence[np.ndarray] | None,
+             w: np.ndarray | None, groups: list[tuple[Groups, np.ndarray]], start: int,
+             step: int) -> None:
+        """Add one term's values of a kernel step (or its exact pieces) to every sum."""
+        if not groups:  # else the overall sums are the groups' sums (_overall)
+            if pieces is not None:
+                for piece in pieces:
+                    self.sums[key].add(piece)
+            elif w is not None:
+                self.sums[key].add_weighted(values, w)
+            else:
+                self.sums[key].add(values)
+        for g, codes in groups:
+            cs = codes[start:start + step]
+            if pieces is not None:
+                for piece in pieces:
+                    g.sums[key].add(piece, cs)
+            elif w is not None:
+                g.sums[key].add_weighted(values, w, cs)
+            else:
+                g.sums[key].add(values, cs)
 
     # -- merge / result -----------------------------------------------------
 
@@ -364,17 +322,30 @@ class EvalState:
         self.weight_sum.merge(other.weight_sum)
         for key, s in self.sums.items():
             s.merge(other.sums[key])
+        for key, comp in self.components.items():
+            comp.merge(other.components[key])
+        codes = None
+        if self.slice_keys is not None and other.slice_keys is not None \
+                and other.slice_keys is not self.slice_keys:
+            codes = [self.slice_keys.code(k) for k in other.slice_keys.keys]
         if self.slices is not None and other.slices is not None:
-            if other.slice_keys is self.slice_keys:
-                self.slices.merge(other.slices)
-            else:
-                codes = [self.slice_keys.code(k) for k in other.slice_keys.keys]
-                self.slices.merge(other.slices, codes)
+            self.slices.merge(other.slices, codes)
         if self.bucket_sums is not None and other.bucket_sums is not None:
             self.bucket_sums.merge(other.bucket_sums)
+        self._merge_slice_buckets(other, codes)
         if self.top is not None and other.top is not None:
             self.top.merge(other.top)
         return self
+
+    def _merge_slice_buckets(self, other: EvalState, codes: list[int] | None) -> None:
+        if self.slice_buckets is None or other.slice_buckets is None or \
+                (self.slice_keys is not None and len(self.slice_keys.keys) > MAX_SLICE_INTERVALS):
+            self.slice_buckets = None
+            return
+        per = np.arange(SLICE_BUCKETS)
+        cells = None if codes is None else \
+            (np.asarray(codes, dtype=np.int64)[:, None] * SLICE_BUCKETS + per).reshape(-1).tolist()
+        self.slice_buckets.merge(other.slice_buckets, cells)
 
     def _overall(self) -> None:
         """Overall sums as the exact sums of a grouping every row went into (buckets or slices).
@@ -385,25 +356,25 @@ class EvalState:
         g = self.bucket_sums if self.bucket_sums is not None else self.slices
         if g is None:
             return
-        self.weight_sum = _total(g.weight_totals())
-        self.sums = {k: _total(s.totals()) for k, s in g.sums.items()}
-
-    def _values(self, sums: dict[tuple, ExactSum], weight: ExactSum) -> dict[str, float]:
-        return {l.key: l.finish(sums[l.rows_key].mean(weight)) for l in self.losses}
+        self.weight_sum = total(g.weight_totals())
+        self.sums = {k: total(s.totals()) for k, s in g.sums.items()}
 
     def result(self) -> Result:
-        """The weighted mean of every loss; raises InputError on empty or zero-weight input."""
+        """The value of every loss; raises InputError on empty or zero-weight input."""
         self._overall()
         if self.rows == 0:
             extra = f" (all {self.rows_skipped} rows were skipped)" if self.rows_skipped else ""
             raise InputError(f"no rows to evaluate{extra}")
         if self.weight_sum.scaled == 0 and not self.weight_sum.nonfinite:
             raise InputError(f"the weights of all {self.rows} rows sum to zero")
-        return Result(self._values(self.sums, self.weight_sum), self.rows, self.rows_skipped,
-                      self.weight_sum.value, self.losses)
+        view = ExactView(self.sums, self.weight_sum, self.components)
+        values = {l.key: value_of(l, view, self._component_of.get(l.key)) for l in self.losses}
+        details = {l.key: details_of(l, view, self._component_of.get(l.key)) for l in self.losses}
+        return Result(values, self.rows, self.rows_skipped, self.weight_sum.value, self.losses,
+                      {k: v for k, v in details.items() if v})
 
     def slice_results(self) -> list[dict]:
-        """One entry per slice: its key, rows, weight sum and loss values (NaN at zero weight)."""
+        """One entry per slice: its key, rows, weight sum and values (NaN at zero weight)."""
         if self.slices is None or self.slice_keys is None:
             return []
         g = self.slices
@@ -413,27 +384,63 @@ class EvalState:
         out = []
         for i, key in enumerate(self.slice_keys.keys):
             w = weights[i]
-            zero = w.scaled == 0 and not w.nonfinite
-            values = {l.key: math.nan for l in self.losses} if zero else \
-                self._values({k: t[i] for k, t in totals.items()}, w)
+            if w.scaled == 0 and not w.nonfinite:
+                values = {l.key: math.nan for l in self.losses}
+            else:
+                view = ExactView({k: t[i] for k, t in totals.items()}, w, g.components, i)
+                values = {l.key: value_of(l, view, self._component_of.get(l.key))
+                          for l in self.losses}
             out.append({"key": dict(zip(self.slice_keys.columns, key, strict=True)),
                         "rows": int(g.rows[i]), "weight_sum": w.value, "values": values})
         return out
 
+    # -- bootstrap replicates ------------------------------------------------
+
+    def interval_support(self, loss: Loss) -> bool:
+        """Whether ``--ci`` gives this loss an interval (score histograms keep no buckets)."""
+        key = self._component_of.get(loss.key)
+        return key is None or self._specs[key].intervals
+
+    def replicates(self, counts: np.ndarray) -> dict[str, np.ndarray | None]:
+        """Every loss's value in each bootstrap replicate (``counts``: replicates x buckets)."""
+        if self.bucket_sums is None:
+            raise UsageError("this state keeps no buckets (evaluate with --ci)")
+        view = ReplicateView(self.bucket_sums, counts)
+        return {l.key: value_of(l, view, self._component_of.get(l.key))
+                if self.interval_support(l) else None for l in self.losses}
+
     def bucket_arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Per-bucket loss sums (per loss key) and weight sums, as float arrays, for the bootstrap."""
+        """Per-bucket sums of each mean's per-row values (by loss key) and per-bucket weights."""
         if self.bucket_sums is None:
             raise UsageError("this state keeps no buckets (evaluate with --ci)")
         g = self.bucket_sums
         weights = np.array([t.value for t in g.weight_totals()])
         sums = {k: np.array([t.value for t in s.totals()]) for k, s in g.sums.items()}
-        return {l.key: sums[l.rows_key] for l in self.losses}, weights
+        return {l.key: sums[l.rows_key] for l in self.losses if l.definition.per_row}, weights
+
+    def slice_replicates(self, counts: np.ndarray) -> list[dict[str, np.ndarray | None]] | None:
+        """Per slice, every loss's replicates from the slice's buckets (None: not kept)."""
+        if self.slice_buckets is None or self.slice_keys is None:
+            return None
+        g = self.slice_buckets
+        g.grow(len(self.slice_keys.keys) * SLICE_BUCKETS)
+        out = []
+        for i in range(len(self.slice_keys.keys)):
+            view = ReplicateView(g, counts, i * SLICE_BUCKETS)
+            out.append({l.key: value_of(l, view, None)
+                        if self._component_of.get(l.key) is None else None for l in self.losses})
+        return out
 
     # -- serialisation ------------------------------------------------------
 
+    def _names(self) -> dict[tuple, str]:
+        names = {k: term.label(params) for k, (term, params) in self._terms.items()}
+        names.update({k: "component:" + ":".join(map(str, k)) for k in self._specs})
+        return names
+
     def to_json(self) -> dict:
         """A JSON-able, lossless snapshot of the state."""
-        names = {k: l.canonical for k, l in self._kernels.items()}
+        names = self._names()
         self._overall()
         return {
             "version": STATE_VERSION,
@@ -447,16 +454,21 @@ class EvalState:
             "rows_skipped": self.rows_skipped,
             "weight_sum": self.weight_sum.to_json(),
             "sums": {names[k]: s.to_json() for k, s in self.sums.items()},
+            "components": {names[k]: c.to_json() for k, c in self.components.items()},
             "slices": None if self.slices is None or self.slice_keys is None else {
                 "by": self.slice_keys.columns, "limit": self.slice_keys.limit,
                 "keys": [list(k) for k in self.slice_keys.keys], **self.slices.to_json(names)},
             "buckets": None if self.bucket_sums is None else {
                 "count": self.buckets, "seed": self.seed, **self.bucket_sums.to_json(names)},
+            "slice_buckets": None if self.slice_buckets is None else {
+                "per_slice": SLICE_BUCKETS, **self.slice_buckets.to_json(names)},
             "top": self.top.to_json() if self.top is not None else None,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> EvalState:
+        from .components import load_component
+
         if data.get("version") != STATE_VERSION:
             raise UsageError(f"unsupported state version {data.get('version')!r} "
                              f"(this lossctl reads version {STATE_VERSION})")
@@ -474,14 +486,20 @@ class EvalState:
         state.rows = data["rows"]
         state.rows_skipped = data["rows_skipped"]
         state.weight_sum = ExactSum.from_json(data["weight_sum"])
-        names = {k: l.canonical for k, l in state._kernels.items()}
-        for key, name in names.items():
-            state.sums[key] = ExactSum.from_json(data["sums"][name])
+        names = state._names()
+        for key in state._terms:
+            state.sums[key] = ExactSum.from_json(data["sums"][names[key]])
+        for key, spec in state._specs.items():
+            state.components[key] = load_component(spec, data["components"][names[key]],
+                                                   state.weighted)
+        with_intervals = {k: s for k, s in state._specs.items() if s.intervals}
         if sl is not None:
-            state.slices = _Groups.from_json(sl, names)
+            state.slices = Groups.from_json(sl, list(state._terms), names, state._specs)
         if bk is not None:
-            state.bucket_sums = _Groups.from_json(bk, names)
+            state.bucket_sums = Groups.from_json(bk, list(state._terms), names, with_intervals)
             state.bucket_sums.grow(state.buckets)
+        sb = data.get("slice_buckets")
+        state.slice_buckets = Groups.from_json(sb, list(state._terms), names, {}) if sb is not None else None
         if top is not None:
             state.top = TopRows.from_json(top)
         return state

@@ -8,11 +8,14 @@ a data row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidInput, UsageError
+from .definitions import Check
+from .exact import _all_finite
 from .losses import Loss
 
 
@@ -95,6 +98,91 @@ def check_columns(losses: Sequence[Loss], label_width: int, pred_width: int) -> 
                              f"label columns, got {label_width}")
 
 
-def _needs_class_index(losses: Sequence[Loss], label_width: int) -> bool:
+def needs_class_index(losses: Sequence[Loss], label_width: int) -> bool:
     return any(l.definition.label == "class" or
                (l.definition.label == "class_or_dist" and label_width == 1) for l in losses)
+
+
+@dataclass
+class Chunk:
+    """A validated chunk: the rows kept (all, or those without missing values under --nan skip)."""
+
+    y: np.ndarray
+    p: np.ndarray
+    w: np.ndarray | None
+    slices: np.ndarray | None
+    buckets: np.ndarray | None
+    n: int  # rows given, before any was dropped
+    rows: np.ndarray | None = None  # offsets of the rows kept, if not all
+
+
+def rules(losses: Sequence[Loss]) -> tuple[tuple[Check, dict], ...]:
+    """Each distinct domain check of the losses, with the parameters it reads."""
+    checks: dict[tuple, tuple[Check, dict]] = {}
+    for loss in losses:
+        for c in loss.definition.checks:
+            checks.setdefault((id(c), tuple(sorted(loss.params.items()))), (c, loss.params))
+    return tuple(checks.values())
+
+
+def prepare(state: Any, y: Any, p: Any, w: Any, slices: np.ndarray | None,
+            buckets: np.ndarray | None, drop: np.ndarray | None, first_row: int) -> Chunk:
+    """Check one chunk against ``state``'s shapes and the spec's rules; drop skipped rows.
+
+    Raises :class:`InvalidInput` for the earliest bad row (``first_row`` is
+    the chunk's row in the stream).  ``drop`` marks rows to skip like
+    non-finite ones (a paired comparison drops a row bad in either model).
+    """
+    y = _as_float(y, "label", state.label_width)
+    p = _as_float(p, "prediction", state.pred_width)
+    if len(y) != len(p):
+        raise UsageError(f"label and prediction lengths differ: {len(y)} != {len(p)}")
+    if state.weighted:
+        if w is None:
+            raise UsageError("this state is weighted: pass weights")
+        w = _as_float(w, "weight", 1)
+        if len(w) != len(y):
+            raise UsageError(f"weight length {len(w)} != {len(y)} rows")
+    elif w is not None:
+        raise UsageError("this state is unweighted: create it with weighted=True")
+    n = len(y)
+    rules, class_index = state.rules, state.class_index
+    problems = _Problems(first_row)
+    rows = None
+    # a weight of +-inf is never "missing": it is always an input error
+    if w is not None and not _all_finite(w):
+        problems.check("weight must be finite", "weight", w, np.isinf(w))
+    arrays = [("label", y), ("prediction", p)] + ([("weight", w)] if w is not None else [])
+    if drop is not None or not all(_all_finite(a) for _, a in arrays):
+        if state.nan == "error" and not all(_all_finite(a) for _, a in arrays):
+            for role, a in arrays:
+                problems.check("missing or non-finite value (use --nan skip to drop such rows)",
+                               role, a, ~np.isfinite(a))
+            _validate(y, p, w, problems, rules, class_index, state.pred_width)
+            problems.raise_first()
+        keep = np.ones(n, dtype=bool) if drop is None else ~drop
+        for _, a in arrays:
+            keep &= ~_nonfinite_rows(a)
+        rows = np.flatnonzero(keep)
+        y, p = y[keep], p[keep]
+        w = w[keep] if w is not None else None
+        slices = slices[keep] if slices is not None else None
+        buckets = buckets[keep] if buckets is not None else None
+    _validate(y, p, w, problems, rules, class_index, state.pred_width, rows)
+    problems.raise_first()
+    return Chunk(y, p, w, slices, buckets, n, rows)
+
+
+def _validate(y: np.ndarray, p: np.ndarray, w: np.ndarray | None, problems: _Problems,
+              rules: Sequence[tuple[Check, dict]], class_index: bool, pred_width: int,
+              rows: np.ndarray | None = None) -> None:
+    """The spec's domain rules (NaN compares false, so it never trips them)."""
+    if w is not None:
+        problems.check("weight must be >= 0", "weight", w, w < 0, rows)
+    if class_index:
+        bad = (y < 0) | (y >= pred_width) | (y != np.floor(y))
+        problems.check(f"class index must be an integer in [0, {pred_width})",
+                       "label", y, bad, rows)
+    for check, params in rules:
+        values = y if check.role == "label" else p
+        problems.check(check.reason, check.role, values, check.bad(values, params), rows)
