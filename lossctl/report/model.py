@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core import intervals
-from ..core.state import EvalState, Result
+from ..core.state import SLICE_BUCKETS, EvalState, Result
 
 if TYPE_CHECKING:
     from ..engine.joins import JoinStats
@@ -29,6 +29,8 @@ class Report:
     confidence: float = 0.95
     baseline: Result | None = None  # a comparison's baseline
     differences: dict[str, dict[str, Any]] | None = None
+    # per slice (in the state's slice order), each loss's interval: --ci with --by
+    slice_intervals: list[dict[str, tuple[float, float] | None]] | None = None
 
     @property
     def state(self) -> EvalState:
@@ -64,6 +66,9 @@ def make_report(outcome: Outcome, confidence: float = 0.95) -> Report:
     counts = intervals.poisson_counts(state.buckets, state.seed) if state.buckets else None
     if counts is not None:
         report.intervals = intervals.loss_intervals(state, counts, confidence)
+        if state.slice_buckets is not None:
+            per_slice = intervals.poisson_counts(SLICE_BUCKETS, state.seed)
+            report.slice_intervals = intervals.slice_intervals(state, per_slice, confidence)
     base = report.baseline_state
     if base is not None:
         report.baseline = base.result()

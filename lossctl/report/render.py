@@ -78,7 +78,7 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
         doc["confidence"] = {"level": report.confidence, "method": METHOD,
                              "buckets": state.buckets, "seed": state.seed}
     if state.slice_keys is not None:
-        _add_slices(doc, state, min_slice_rows, sort)
+        _add_slices(doc, state, report.slice_intervals, min_slice_rows, sort)
     if state.top is not None:
         t = state.top
         doc["top"] = {"loss": t.key, "rows": [
@@ -91,8 +91,11 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
     return doc
 
 
-def _add_slices(doc: dict, state: Any, min_rows: int, sort: str | None) -> None:
+def _add_slices(doc: dict, state: Any, cis: list | None, min_rows: int, sort: str | None) -> None:
     slices = state.slice_results()
+    if cis is not None:
+        for s, ci in zip(slices, cis, strict=True):
+            s["ci"] = ci
     shown = [s for s in slices if s["rows"] >= min_rows]
     if sort is not None:
         loss = state.loss(sort)
@@ -107,7 +110,9 @@ def _add_slices(doc: dict, state: Any, min_rows: int, sort: str | None) -> None:
         shown.sort(key=lambda s: [(v is None, str(type(v)), v if v is not None else 0)
                                   for v in s["key"].values()])
     doc["slices"] = [{"key": s["key"], "rows": s["rows"], "weight_sum": _num(s["weight_sum"]),
-                      "losses": {k: _num(v) for k, v in s["values"].items()}} for s in shown]
+                      "losses": {k: _num(v) for k, v in s["values"].items()},
+                      **({"ci": {k: _pair(v) for k, v in s["ci"].items()}} if "ci" in s else {})}
+                     for s in shown]
     doc["slices_hidden"] = len(slices) - len(shown)
     doc["slices_sort"] = state.loss(sort).key if sort is not None else None
 
