@@ -32,10 +32,13 @@ from cli_run import LOSSCTL, command, proc_env, report, run
 from conftest import MC_K, REG_ROWS, DataSet, write_csv
 from scipy.special import expit, log_expit, log_softmax, logsumexp, xlogy
 from sklearn.metrics import (
+    accuracy_score,
     log_loss,
     mean_absolute_error,
     mean_pinball_loss,
     mean_squared_error,
+    r2_score,
+    roc_auc_score,
     root_mean_squared_error,
 )
 
@@ -473,21 +476,25 @@ def test_multiclass_losses_k_columns(multiclass: DataSet) -> None:
 def test_default_losses(reg: DataSet, binary: DataSet, multiclass: DataSet, mode: str) -> None:
     doc = report(mode, ["eval", reg["csv"], "-l", "y", "-p", "pred"])
     assert doc["losses_chosen"] == "auto"
-    assert_close(values(doc), {k: v for k, v in reg_ref(reg, weighted=False).items()
-                               if k in ("mse", "rmse", "mae")})
+    ref = {k: v for k, v in reg_ref(reg, weighted=False).items() if k in ("mse", "rmse", "mae")}
+    assert_close(values(doc), {**ref, "r2": r2_score(reg.col("y"), reg.col("pred"))})
     if mode != "runner":
         return  # the other kinds take the same path through a process
     doc = report(mode, ["eval", binary["csv"], "-l", "z", "-p", "prob"])
     assert doc["losses_chosen"] == "auto"
-    assert_close(values(doc), {"bce": ref_binary(binary, None)["bce"]})
+    z, prob = binary.col("z"), binary.col("prob")
+    assert_close(values(doc), {"bce": ref_binary(binary, None)["bce"],
+                               "accuracy": accuracy_score(z, prob > 0.5),
+                               "roc_auc": roc_auc_score(z, prob)})
     label, x, _, _ = mc_arrays(multiclass)
     doc = report(mode, ["eval", multiclass["csv"], "-l", "label", "-p", "logit_*"])
     assert doc["losses_chosen"] == "auto"
-    assert_close(values(doc), {"sparse_softmax_ce": ref_sparse_softmax_ce(label, x)})
+    assert_close(values(doc), {"sparse_softmax_ce": ref_sparse_softmax_ce(label, x),
+                               "accuracy": accuracy_score(label, x.argmax(axis=1))})
     doc = report(mode, ["eval", binary["csv"], "-l", "z", "-p", "logit"])
-    assert list(doc["losses"]) == ["sigmoid_ce"]
+    assert list(doc["losses"]) == ["sigmoid_ce", "accuracy:threshold=0", "roc_auc"]
     doc = report(mode, ["eval", multiclass["csv"], "-l", "label", "-p", "prob_*"])
-    assert list(doc["losses"]) == ["cce"]
+    assert list(doc["losses"]) == ["cce", "accuracy"]
     doc = report(mode, ["eval", multiclass["csv"], "-l", "t_*", "-p", "logit_*"])
     assert list(doc["losses"]) == ["softmax_ce"]
 
@@ -593,7 +600,8 @@ def test_json_schema(reg: DataSet, mode: str) -> None:
     assert doc["losses_chosen"] == "user"
     assert list(doc["losses"]) == REG_LOSSES
     for key, entry in doc["losses"].items():
-        assert set(entry) == {"value", "name", "params"}, key
+        assert set(entry) == {"value", "name", "params", "task", "kind", "group",
+                              "higher_is_better"}, key
         assert entry["name"] == key.split(":")[0]
         assert isinstance(entry["params"], dict)
         v = entry["value"]
@@ -721,9 +729,13 @@ def test_terminal_default_is_a_coloured_table_and_no_color_disables_it(reg: Data
 # Other commands
 # --------------------------------------------------------------------------
 
-CATALOGUE_NAMES = ["mse", "rmse", "mae", "huber", "log_cosh", "quantile", "poisson", "bce", "sigmoid_ce",
-                   "weighted_sigmoid_ce", "hinge", "focal", "softmax_ce", "sparse_softmax_ce", "cce",
-                   "kl_div"]
+CATALOGUE_NAMES = ["mse", "rmse", "mae", "huber", "log_cosh", "quantile", "poisson", "r2",
+                   "explained_variance", "mape", "smape", "msle", "rmsle", "max_error",
+                   "poisson_deviance", "gamma_deviance", "tweedie_deviance", "mean_bias",
+                   "bce", "sigmoid_ce", "weighted_sigmoid_ce", "hinge", "focal", "accuracy",
+                   "precision", "recall", "f1", "balanced_accuracy", "mcc", "brier", "roc_auc",
+                   "pr_auc", "ece", "softmax_ce", "sparse_softmax_ce", "cce", "kl_div", "accuracy",
+                   "top_k_accuracy", "macro_f1", "ece", "brier"]
 
 
 @pytest.mark.parametrize("mode", ["runner", "script"])
@@ -1031,7 +1043,7 @@ def test_auto_losses_do_not_depend_on_chunk_size(tmp_path: Path) -> None:
     path = tmp_path / "counts.csv"
     path.write_text("y,p\n1,0.8\n0,0.3\n3,2.5\n2,2.0\n")  # the first two rows look like binary probabilities
     base = report("runner", ["eval", path, "-l", "y", "-p", "p"])
-    assert list(base["losses"]) == ["mse", "rmse", "mae"]
+    assert list(base["losses"]) == ["mse", "rmse", "mae", "r2"]
     assert report("runner", ["eval", path, "-l", "y", "-p", "p", "--chunk-size", "2"]) == base
 
 

@@ -288,11 +288,26 @@ def make_data(loss: str, rng: np.random.Generator, n: int = 300, K: int = 4):
 # ==========================================================================
 
 
+# the metrics (issue "Metrics beyond losses"), tested against scikit-learn in test_metrics.py
+METRIC_ALIASES = {
+    "r2": ("r2_score",), "explained_variance": (), "mape": (), "smape": (), "msle": (),
+    "rmsle": (), "max_error": (), "poisson_deviance": (), "gamma_deviance": (),
+    "tweedie_deviance": (), "mean_bias": (), "accuracy": (), "precision": (), "recall": (),
+    "f1": ("f1_score",), "balanced_accuracy": (), "mcc": ("matthews_corrcoef",),
+    "brier": ("brier_score",), "roc_auc": ("auc", "roc_auc_score"),
+    "pr_auc": ("average_precision", "average_precision_score"), "ece": (),
+    "top_k_accuracy": (), "macro_f1": (),
+}
+
+
 def test_catalogue_matches_spec():
-    assert {d.name for d in CATALOGUE} == set(SPEC_ALIASES)
+    losses = {d.name for d in CATALOGUE if d.name in SPEC_ALIASES}
+    assert losses == set(SPEC_ALIASES)
+    assert {d.name for d in CATALOGUE} == set(SPEC_ALIASES) | set(METRIC_ALIASES)
     for d in CATALOGUE:
-        assert set(d.aliases) == set(SPEC_ALIASES[d.name]), d.name
-    spelled = set(SPEC_ALIASES) | {a for al in SPEC_ALIASES.values() for a in al}
+        assert set(d.aliases) == set({**SPEC_ALIASES, **METRIC_ALIASES}[d.name]), d.name
+    spelled = {n for table in (SPEC_ALIASES, METRIC_ALIASES) for name, al in table.items()
+               for n in (name, *al)}
     assert set(all_names()) == spelled
 
 

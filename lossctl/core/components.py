@@ -185,6 +185,25 @@ class ScoreHistogram:
         return HistogramState(groups, weighted)
 
 
+@dataclass
+class ScoreTable:
+    """A histogram's totals per distinct key, in increasing score order.
+
+    ``neg`` and ``pos`` are object arrays of exact integers: weights in units
+    of ``1 / scale`` (2**-1074), or row counts (``scale`` 1) when unweighted.
+    ``mixed`` marks keys that hold more than one distinct score: only there
+    can the bucketing make a metric inexact.
+    """
+
+    neg: Array
+    pos: Array
+    mixed: Array
+    scale: int
+
+    def floats(self, a: Array) -> Array:
+        return np.array([v / self.scale for v in a.tolist()], dtype=float)
+
+
 class _Side:
     """The scores of one label: keys (ordered score bits >> shift) -> counts and exact weights."""
 
@@ -318,13 +337,8 @@ class _Hist:
             mine.add_totals(theirs.keys >> extra, theirs)
         self._fit()
 
-    def table(self) -> tuple[Array, Array, Array]:
-        """Per distinct key, in increasing score order: exact negatives, positives, and mixed.
-
-        Weights are object arrays of ints (units of 2**-1074; row counts
-        when unweighted).  ``mixed`` marks keys that hold more than one
-        distinct score: only there can the bucketing make the metric inexact.
-        """
+    def table(self) -> ScoreTable:
+        """Per distinct key, in increasing score order: exact negatives, positives, and mixed."""
         neg_side, pos_side = self.sides
         uniq = np.unique(np.concatenate([neg_side.keys, pos_side.keys]))
         low = np.full(len(uniq), _ALL_ONES, dtype=np.uint64)
@@ -337,7 +351,7 @@ class _Hist:
             out.append(w)
             np.minimum.at(low, at, side.low)
             np.maximum.at(high, at, side.high)
-        return out[0], out[1], low < high
+        return ScoreTable(out[0], out[1], low < high, 1 << _SCALE if self.weighted else 1)
 
     def to_json(self) -> dict:
         return {"shift": self.shift, "sides": [s.to_json() for s in self.sides]}
@@ -386,7 +400,7 @@ class HistogramState:
             self._hist(g if codes is None else int(codes[g])).merge(h)
         self.grow(other.groups if codes is None else max(codes, default=-1) + 1)
 
-    def table(self, g: int) -> tuple[Array, Array, Array] | None:
+    def table(self, g: int) -> ScoreTable | None:
         h = self.hists.get(g)
         return None if h is None else h.table()
 

@@ -271,6 +271,7 @@ class LossDef:
     shares_rows_with: str | None = None  # another loss whose per-row values this one reuses
     on_diff: bool = False  # the kernel takes d = y - p instead of (y, p)
     higher_is_better: bool = False
+    best_at_zero: bool = False  # a signed value whose size is what matters (mean_bias)
     doc: str = ""
     kind: str = MEAN
     terms: tuple[Term, ...] = ()

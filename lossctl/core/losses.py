@@ -244,10 +244,12 @@ def default_losses(y: Array, p: Array) -> list[Loss]:
     """Pick sensible losses from a sample of the columns when the user named none.
 
     One prediction column: binary labels with probabilities give ``bce``,
-    binary labels with any other score give ``sigmoid_ce``, anything else is
-    regression (``mse``, ``rmse``, ``mae``).  K prediction columns: rows of
-    probabilities give ``cce``, logits give ``sparse_softmax_ce`` (one label
-    column) or ``softmax_ce`` (K label columns).
+    ``accuracy`` and ``roc_auc``; binary labels with any other score give
+    ``sigmoid_ce``, ``accuracy:threshold=0`` and ``roc_auc``; anything else
+    is regression (``mse``, ``rmse``, ``mae``, ``r2``).  K prediction
+    columns: rows of probabilities give ``cce``, logits give
+    ``sparse_softmax_ce`` (one label column) or ``softmax_ce`` (K label
+    columns), each with ``accuracy`` when the label is a class index.
     """
     with np.errstate(invalid="ignore"):
         finite_p = p[np.isfinite(p).all(axis=1)] if p.ndim == 2 else p[np.isfinite(p)]
@@ -257,11 +259,15 @@ def default_losses(y: Array, p: Array) -> list[Loss]:
                 names = ["cce"]
             else:
                 names = ["sparse_softmax_ce"] if y.ndim == 1 else ["softmax_ce"]
+            if y.ndim == 1:
+                names.append("accuracy")
         else:
             finite_y = y[np.isfinite(y)]
             binary = finite_y.size > 0 and bool(np.isin(finite_y, (0.0, 1.0)).all())
             if binary:
-                names = ["bce"] if is_prob else ["sigmoid_ce"]
+                names = ["bce", "accuracy"] if is_prob else ["sigmoid_ce", "accuracy:threshold=0"]
+                names.append("roc_auc")
             else:
-                names = ["mse", "rmse", "mae"]
-    return [parse_loss(n) for n in names]
+                names = ["mse", "rmse", "mae", "r2"]
+    width = p.shape[1] if p.ndim == 2 else 1
+    return [parse_loss(n, width) for n in names]

@@ -129,7 +129,9 @@ class Evaluation:
         self.progress = progress
         self.sink = sink
         if req.losses:  # catch unknown names and bad parameters before reading anything
-            parse_loss_list(req.losses)
+            named = parse_loss_list(req.losses)
+            if sink is not None:
+                EvalState(named).check_per_row()
         self.sources = self._open(req.paths)
         self.join: KeyJoin | RowJoin | None = None
         self.pool: _Pool | None = None
@@ -361,6 +363,8 @@ class Evaluation:
         else:
             losses = default_losses(*(self.sample or (y, p)))
         req = self.req
+        if self.sink is not None:  # per-row output of the automatic choice: its means only
+            losses = [l for l in losses if l.definition.per_row]
         return [EvalState(losses, label_width, pred_width, weighted=cols.weight is not None,
                           nan=req.nan, slices=self.slice_keys if cols.by else None,
                           buckets=intervals.BUCKETS if req.ci else 0, seed=req.seed,

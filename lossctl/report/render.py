@@ -61,7 +61,10 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
         "losses": {},
     }
     for loss in r.losses:
-        entry: dict[str, Any] = {"name": loss.name, "params": loss.params}
+        d = loss.definition
+        entry: dict[str, Any] = {"name": loss.name, "params": loss.params, "task": d.task,
+                                 "kind": d.kind, "group": d.group,
+                                 "higher_is_better": d.higher_is_better}
         if report.differences is not None:
             d = report.differences[loss.key]
             entry.update({"baseline": _num(d["baseline"]), "candidate": _num(d["candidate"]),
@@ -72,6 +75,7 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
             entry["value"] = _num(r.values[loss.key])
             if report.intervals is not None:
                 entry["ci"] = _pair(report.intervals[loss.key])
+            entry.update(r.details.get(loss.key, {}))
         doc["losses"][loss.key] = entry
     state = report.state
     if state.buckets:
@@ -150,19 +154,22 @@ def render(doc: dict, fmt: str, color: bool = False) -> str:
 
 # -- the tables of a report, as header + rows of text (shared by every text format) --
 
-def _loss_table(doc: dict) -> tuple[list[str], list[list[str]]]:
+def _loss_table(doc: dict, group: str = "loss") -> tuple[list[str], list[list[str]]]:
+    """The losses (``group="loss"``) or the metrics of a report, one row each."""
     ci = "confidence" in doc
     level = f"{doc['confidence']['level'] * 100:g}% CI" if ci else ""
+    entries = {k: e for k, e in doc["losses"].items() if e.get("group", "loss") == group}
     if doc["command"] == "compare":
-        header = ["loss", "baseline", "candidate", "difference", "relative"]
+        header = [group, "baseline", "candidate", "difference", "relative"]
         header += [f"{level} of difference", "verdict"]
         rows = [[k, _display(e["baseline"]), _display(e["candidate"]), _display(e["difference"]),
                  _pct(e["relative"]), _ci_text(e["ci"]), e["verdict"] or ""]
-                for k, e in doc["losses"].items()]
+                for k, e in entries.items()]
         return header, rows
-    header = ["loss", "value"] + ([level] if ci else []) + ["rows", "weight sum"]
-    rows = [[k, _display(e["value"])] + ([_ci_text(e.get("ci"))] if ci else [])
-            + [str(doc["rows"]), _display(doc["weight_sum"])] for k, e in doc["losses"].items()]
+    header = [group, "value"] + ([level] if ci else []) + ["rows", "weight sum"]
+    rows = [[k, _display(e["value"]) if e["value"] is not None or "undefined" not in e
+             else "undefined"] + ([_ci_text(e.get("ci"))] if ci else [])
+            + [str(doc["rows"]), _display(doc["weight_sum"])] for k, e in entries.items()]
     return header, rows
 
 
@@ -197,7 +204,10 @@ def _check_table(doc: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def _tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
-    out = [("losses", *_loss_table(doc))]
+    groups = {e.get("group", "loss") for e in doc["losses"].values()}
+    out = [("losses", *_loss_table(doc))] if "loss" in groups else []
+    if "metric" in groups:
+        out.append(("metrics" if out else "losses", *_loss_table(doc, "metric")))
     if "slices" in doc:
         out.append(("slices", *_slice_table(doc)))
     if "top" in doc:
@@ -288,7 +298,8 @@ def _markdown(doc: dict) -> str:
         lines.append("|" + "|".join("---:" if i and _numeric_column(rows, i) else "---"
                                     for i in range(len(header))) + "|")
         for r in rows:
-            cells = [f"`{_md_cell(r[0])}`" if title in ("losses", "checks") else _md_cell(r[0])]
+            cells = [f"`{_md_cell(r[0])}`" if title in ("losses", "metrics", "checks")
+                     else _md_cell(r[0])]
             lines.append("| " + " | ".join(cells + [_md_cell(x) for x in r[1:]]) + " |")
         lines.append("")
     lines.append(_summary(doc))
