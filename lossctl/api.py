@@ -28,16 +28,36 @@ if TYPE_CHECKING:
 
 
 def _to_array(a: Any, role: str) -> np.ndarray:
-    """Accept NumPy arrays, lists, pandas Series and DataFrames (columns in order)."""
+    """Accept NumPy arrays, lists, pandas Series and DataFrames (columns in order).
+
+    A Series (or 1-D object array) whose items are arrays of K values is K
+    columns, as a list column of a Parquet file is.
+    """
     try:
         if hasattr(a, "to_numpy"):
+            raw = a.to_numpy()
+            if raw.dtype == object and raw.ndim == 1 and len(raw) and np.ndim(raw[0]) == 1:
+                return _stack_rows(raw, role)
             a = a.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif isinstance(a, np.ndarray) and a.dtype == object and a.ndim == 1 and len(a) \
+                and np.ndim(a[0]) == 1:
+            return _stack_rows(a, role)
         arr = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError):
         _raise_not_a_number(a, role)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     return arr
+
+
+def _stack_rows(rows: np.ndarray, role: str) -> np.ndarray:
+    """Rows that are arrays of K values -> an (n, K) array (every row must hold K values)."""
+    k = len(rows[0])
+    for i, r in enumerate(rows):
+        if np.ndim(r) != 1 or len(r) != k:
+            raise InvalidInput(f"row holds {np.size(r)} values, the first row {k}", i, role,
+                               float(np.size(r)))
+    return np.stack([np.asarray(r, dtype=np.float64) for r in rows])
 
 
 def _raise_not_a_number(a: Any, role: str) -> None:

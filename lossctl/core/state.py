@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import InputError, UsageError
 from .exact import BLOCK, ExactSum
 from .groups import Groups, total
-from .losses import Loss
+from .losses import Loss, resolve
 from .top import RowInfo, TopRows
 from .validate import Chunk, check_columns, needs_class_index, prepare, rules
 from .views import ExactView, ReplicateView, details_of, value_of
@@ -86,8 +86,10 @@ class SliceKeys:
 class EvalState:
     """Exact running state of several losses and metrics over one stream of rows.
 
-    ``update`` takes one chunk: labels ``y`` (n,) or (n, K), predictions ``p``
-    (n,) or (n, K), optional weights ``w`` (n,).  Rows are counted from 0
+    ``losses`` are names as on the command line (``"mse"``, ``"huber:delta=2"``)
+    or bound :class:`~lossctl.core.losses.Loss` objects.  ``update`` takes one
+    chunk: labels ``y`` (n,) or (n, K), predictions ``p`` (n,) or (n, K),
+    optional weights ``w`` (n,).  Rows are counted from 0
     across updates so a bad value is reported by its row in the stream.  With
     ``nan="skip"`` a row with a missing, NaN or infinite label or prediction,
     or a missing weight, is dropped for every loss and counted.
@@ -99,15 +101,15 @@ class EvalState:
     and a running top-N of one loss (``top``).
     """
 
-    def __init__(self, losses: Sequence[Loss], label_width: int = 1, pred_width: int = 1,
+    def __init__(self, losses: Sequence[Loss | str], label_width: int = 1, pred_width: int = 1,
                  weighted: bool = False, nan: str = "error", slices: SliceKeys | None = None,
                  buckets: int = 0, seed: int = 0, top: tuple[str, int] | None = None) -> None:
         if not losses:
             raise UsageError("no loss to compute")
         if nan not in ("error", "skip"):
             raise UsageError(f"nan policy must be 'error' or 'skip', not {nan!r}")
-        check_columns(losses, label_width, pred_width)
-        self.losses = list(losses)
+        self.losses = [resolve(l, pred_width) for l in losses]
+        check_columns(self.losses, label_width, pred_width)
         self.label_width = label_width
         self.pred_width = pred_width
         self.weighted = weighted
@@ -467,8 +469,11 @@ class EvalState:
 
     @classmethod
     def from_json(cls, data: dict) -> EvalState:
+        """The state of :meth:`to_json`, or of a state file that ``eval --emit-state`` wrote."""
         from .components import load_component
 
+        if data.get("kind") == "lossctl-state" and isinstance(data.get("state"), dict):
+            data = data["state"]
         if data.get("version") != STATE_VERSION:
             raise UsageError(f"unsupported state version {data.get('version')!r} "
                              f"(this lossctl reads version {STATE_VERSION})")
