@@ -19,6 +19,8 @@ from . import __version__, native
 from .errors import LossctlError
 from .report.render import FORMATS
 
+# = lossctl.io.sources.FORMATS (not imported here: --version and --help start fast)
+INPUT_FORMATS = ["csv", "tsv", "parquet", "jsonl", "arrow", "orc"]
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -64,7 +66,7 @@ debug_option = click.option("--debug", is_flag=True, help="Show a Python traceba
 @click.version_option(__version__, "-V", "--version", prog_name="lossctl",
                       message=f"%(prog)s, version %(version)s ({native.status()})")
 def cli() -> None:
-    """Evaluate losses of prediction files: exact, streaming, CSV and Parquet.
+    """Evaluate losses of prediction files: exact, streaming, CSV, Parquet, JSON Lines and more.
 
     \b
     Examples:
@@ -130,8 +132,9 @@ reading_options = _options(
     click.option("--chunk-size", type=int, default=None, metavar="ROWS",
                  help="Rows per chunk (memory bound; results do not depend on it).  "
                       "[default: 65536]"),
-    click.option("--input-format", type=click.Choice(["csv", "tsv", "parquet"]),
-                 help="Read every input as this format (default: by extension or magic bytes)."),
+    click.option("--input-format", type=click.Choice(INPUT_FORMATS),
+                 help="Read every input as this format (default: by magic bytes or extension; "
+                      "jsonl is JSON Lines, arrow is Arrow IPC/Feather)."),
     click.option("--delimiter", metavar="CHAR", help="CSV field delimiter (default: by extension)."),
     click.option("--no-header", is_flag=True,
                  help="CSV without a header line: columns are named 1, 2, ... by position."),
@@ -305,8 +308,10 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
     """Compute losses of the predictions in FILE... against their labels.
 
     FILE is a path, - for stdin, a glob, or a directory of shards (read in
-    sorted order): CSV, TSV, gzip/zstd-compressed CSV, or Parquet.  Only the
-    needed columns are read, in chunks: memory stays bounded.
+    sorted order): CSV, TSV or JSON Lines (.jsonl, .ndjson; each may be
+    gzip/zstd-compressed), Parquet, Arrow IPC/Feather (.arrow, .feather,
+    .ipc) or ORC.  Only the needed columns are read, in chunks: memory stays
+    bounded.
 
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """

@@ -866,7 +866,7 @@ ERROR_CASES: dict[str, tuple[list[str], list[str]]] = {
     "glob_matches_nothing": (["{d}/nothing_*.csv", "-l", "y", "-p", "p"],
                              ["{d}/nothing_*.csv", "no file matches"]),
     "directory_without_data": (["{d}/nodata", "-l", "y", "-p", "p"],
-                               ["{d}/nodata", "no CSV, TSV or Parquet"]),
+                               ["{d}/nodata", "holds no CSV, TSV, JSON Lines, Parquet"]),
     "multiclass_column_count_mismatch": (["{d}/multi.csv", "-l", "t0:t2", "-p", "x0:x3", "-m", "softmax_ce"],
                                          ["softmax_ce needs 4 label columns", "got 3"]),
     "loss_needs_k_columns": (["{d}/ok.csv", "-l", "y", "-p", "p", "-m", "sparse_softmax_ce"],

@@ -1,8 +1,9 @@
 """Readers: one source -> Arrow record batches of the needed columns, in file order.
 
-:func:`open_reader` picks the reader of the source's format
-(:mod:`lossctl.io.csv`, :mod:`lossctl.io.parquet`); each knows the file's
-column names before any data is read and streams batches in bounded memory.
+:func:`open_reader` picks the reader of the source's format, one class per
+format (:mod:`lossctl.io.csv`, :mod:`lossctl.io.parquet`, :mod:`lossctl.io.jsonl`,
+:mod:`lossctl.io.ipc`, :mod:`lossctl.io.orc`); each knows the file's column
+names before any data is read and streams batches in bounded memory.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 
 from ..errors import InputError
-from .sources import Source
+from .sources import FORMAT_NAMES, Source
 
 
 class Reader:
@@ -65,15 +66,18 @@ class Reader:
         raise NotImplementedError
 
 
+# format -> (module, class): a reader's module is imported only when a source needs it
+READERS = {"csv": ("csv", "CsvReader"), "parquet": ("parquet", "ParquetReader"),
+           "jsonl": ("jsonl", "JsonlReader"), "arrow": ("ipc", "IpcReader"), "orc": ("orc", "OrcReader")}
+
+
 def open_reader(source: Source, batch_rows: int = 1 << 16) -> Reader:
     """The reader of ``source``'s format (its module is imported only when needed)."""
-    if source.format == "parquet":
-        from .parquet import ParquetReader
+    import importlib
 
-        return ParquetReader(source, batch_rows)
-    from .csv import CsvReader
-
-    return CsvReader(source, batch_rows)
+    module, cls = READERS[source.format]
+    reader: type[Reader] = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+    return reader(source, batch_rows)
 
 
 def short(e: Exception) -> str:
@@ -83,4 +87,4 @@ def short(e: Exception) -> str:
 
 
 def cannot_read(source: Source, e: Exception) -> InputError:
-    return InputError(f"{source.name}: cannot read as {source.format}: {short(e)}")
+    return InputError(f"{source.name}: cannot read as {FORMAT_NAMES[source.format]}: {short(e)}")

@@ -1,9 +1,10 @@
 """Inputs: which files a command reads, and how to read each.
 
 Handles paths, ``-`` (stdin), globs and directories of shards (sorted), and
-decides each file's format: CSV/TSV (plain, gzip, zstd) or Parquet, by
-extension, then magic bytes, then CSV.  The readers are in
-:mod:`lossctl.io.reader`.
+decides each file's format: CSV/TSV or JSON Lines (plain, gzip, zstd),
+Parquet, Arrow IPC (Feather) or ORC, by the magic bytes of the binary
+formats, then extension, then a first ``{`` (JSON Lines), then CSV.  The
+readers are in :mod:`lossctl.io.reader`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,20 @@ from ..errors import InputError, UsageError
 from .columns import has_magic
 
 CSV_EXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": ","}
-PARQUET_EXT = {".parquet", ".pq", ".parq"}
+FORMAT_EXT = {".parquet": "parquet", ".pq": "parquet", ".parq": "parquet",
+              ".jsonl": "jsonl", ".ndjson": "jsonl",
+              ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".arrows": "arrow",
+              ".orc": "orc"}
+FORMATS = ("csv", "tsv", "parquet", "jsonl", "arrow", "orc")  # --input-format
+FORMAT_NAMES = {"csv": "CSV", "parquet": "Parquet", "jsonl": "JSON Lines", "arrow": "Arrow IPC",
+                "orc": "ORC"}
+TEXT_FORMATS = {"csv", "jsonl"}  # read through a decompressing stream when gzip/zstd
 COMPRESSION_EXT = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
-MAGIC = {b"PAR1": "parquet", b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+# Arrow IPC: the file format (Feather v2) starts with ARROW1, the stream format
+# with a continuation marker; ORC with ORC and binary data (a CSV header may say "ORC")
+MAGIC = {b"PAR1": "parquet", b"ARROW1": "arrow", b"\xff\xff\xff\xff": "arrow", b"ORC": "orc",
+         b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+_HEAD = 16  # bytes read to sniff the format
 _SKIP_IN_DIRS = ("_", ".")  # _SUCCESS, _metadata, .crc files in shard directories
 
 
@@ -28,7 +40,7 @@ class Source:
     """One input file (or stdin) and how to read it."""
 
     path: str  # "-" for stdin
-    format: str  # "csv" or "parquet"
+    format: str  # one of FORMATS but "tsv" (a CSV with a tab delimiter)
     compression: str | None = None
     delimiter: str = ","
     header: bool = True
@@ -64,7 +76,8 @@ def expand_paths(paths: list[str]) -> list[str]:
                           if not f.startswith(_SKIP_IN_DIRS) and _known_extension(f)]
             found.sort()
             if not found:
-                raise InputError(f"{p}: directory holds no CSV, TSV or Parquet file")
+                raise InputError(f"{p}: directory holds no CSV, TSV, JSON Lines, Parquet, "
+                                 "Arrow/Feather or ORC file")
             out.extend(found)
         elif has_magic(p) and not os.path.exists(p):
             found = sorted(f for f in glob.glob(p, recursive=True) if os.path.isfile(f))
@@ -89,47 +102,68 @@ def _split_ext(path: str) -> tuple[str, str | None]:
 
 def _known_extension(path: str) -> bool:
     ext, _ = _split_ext(path)
-    return ext in CSV_EXT or ext in PARQUET_EXT
+    return ext in CSV_EXT or ext in FORMAT_EXT
 
 
 def _sniff(head: bytes) -> tuple[str | None, str | None]:
     """(format, compression) from a file's first bytes."""
     for magic, kind in MAGIC.items():
         if head.startswith(magic):
-            return ("parquet", None) if kind == "parquet" else (None, kind)
+            if kind == "orc" and not any(b < 9 for b in head[3:]):
+                continue  # text that starts with "ORC"
+            return (None, kind) if kind in ("gzip", "zstd") else (kind, None)
     return None, None
+
+
+def _looks_like_jsonl(head: bytes) -> bool:
+    """Text whose first character (after a byte-order mark and blanks) opens a JSON object."""
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{"
+
+
+def _decompressed_head(path: str, data: bytes | None, compression: str) -> bytes:
+    """The first bytes of a compressed source, to sniff JSON Lines inside gzip or zstd."""
+    import pyarrow as pa
+
+    try:
+        raw = pa.BufferReader(data) if data is not None else pa.OSFile(path)
+        with pa.CompressedInputStream(raw, compression) as f:
+            return f.read(_HEAD)
+    except (pa.ArrowException, OSError):
+        return b""  # the reader reports a corrupt stream, naming the format
 
 
 def open_source(path: str, input_format: str | None = None, delimiter: str | None = None,
                 header: bool = True) -> Source:
-    """Decide how to read ``path`` (extension, then magic bytes, then CSV)."""
+    """Decide how to read ``path``: ``input_format``, else the magic bytes of a binary
+    format, else the extension, else a first ``{`` (JSON Lines), else CSV."""
     stdin_bytes = None
     if path == "-":
         ext, comp = "", None
         stdin_bytes = _read_stdin()
-        head = stdin_bytes[:4]
+        head = stdin_bytes[:_HEAD]
     else:
         ext, comp = _split_ext(path)
         try:
             with open(path, "rb") as f:
-                head = f.read(4)
+                head = f.read(_HEAD)
         except OSError as e:
             raise InputError(f"{path}: cannot read ({e.strerror})") from None
     sniffed_fmt, sniffed_comp = _sniff(head)
     comp = comp or sniffed_comp
-    fmt = input_format
+    fmt = input_format or sniffed_fmt or FORMAT_EXT.get(ext)
+    if fmt is None and ext not in CSV_EXT:
+        text = _decompressed_head(path, stdin_bytes, comp) if comp else head
+        fmt = "jsonl" if _looks_like_jsonl(text) else None
     if fmt is None:
-        if ext in PARQUET_EXT or sniffed_fmt == "parquet":
-            fmt = "parquet"
-        else:
-            fmt = "tsv" if CSV_EXT.get(ext) == "\t" else "csv"
+        fmt = "tsv" if CSV_EXT.get(ext) == "\t" else "csv"
     if fmt == "tsv":
         fmt, default_delim = "csv", "\t"
     else:
         default_delim = CSV_EXT.get(ext, ",")
-    if fmt == "parquet" and comp:
-        raise InputError(f"{path}: a compressed Parquet file is not supported "
-                         "(Parquet compresses its pages itself)")
+    if fmt not in TEXT_FORMATS and comp:
+        name = FORMAT_NAMES[fmt]
+        raise InputError(f"{path}: a compressed {name} file is not supported "
+                         f"({name} compresses its pages itself)")
     return Source(path, fmt, comp, delimiter or default_delim, header, stdin_bytes)
 
 
