@@ -21,6 +21,7 @@ from .report.render import FORMATS
 
 # = lossctl.io.sources.FORMATS (not imported here: --version and --help start fast)
 INPUT_FORMATS = ["csv", "tsv", "parquet", "jsonl", "arrow", "orc"]
+COMPLETE_VAR = "_LOSSCTL_COMPLETE"  # also under python -m lossctl
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -60,6 +61,21 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 debug_option = click.option("--debug", is_flag=True, help="Show a Python traceback on errors.")
+
+
+def _complete(name: str) -> Callable[..., Any]:
+    """A shell-completion callback of :mod:`lossctl.completion`, imported only when completing."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> Any:
+        from . import completion
+
+        return getattr(completion, name)(ctx, param, incomplete)
+
+    return complete
+
+
+COLUMNS, LOSSES, FILES = (_complete(f"complete_{n}") for n in ("columns", "losses", "files"))
+files_argument = click.argument("files", nargs=-1, required=True, shell_complete=FILES)
 
 
 @click.group(context_settings=CONTEXT)
@@ -115,15 +131,16 @@ def _options(*decorators: Callable[..., Any]) -> Callable[..., Any]:
 
 
 columns_options = _options(
-    click.option("-l", "--label", required=True, metavar="COLS",
+    click.option("-l", "--label", required=True, metavar="COLS", shell_complete=COLUMNS,
                  help="Label column(s): name, 1-based index, glob (y_*), range (a:b), or a comma list."),
-    click.option("-p", "--pred", required=True, metavar="COLS",
+    click.option("-p", "--pred", required=True, metavar="COLS", shell_complete=COLUMNS,
                  help="Prediction column(s), same syntax; K columns (or one list column) for "
                       "multiclass."),
-    click.option("-m", "--loss", "losses", multiple=True, metavar="LOSS",
+    click.option("-m", "--loss", "losses", multiple=True, metavar="LOSS", shell_complete=LOSSES,
                  help="Loss to compute, e.g. mse or huber:delta=2; repeat or comma-separate. "
                       "Default: chosen from the columns (see the report)."),
-    click.option("-w", "--weight", metavar="COL", help="Sample-weight column (finite, >= 0)."),
+    click.option("-w", "--weight", metavar="COL", shell_complete=COLUMNS,
+                 help="Sample-weight column (finite, >= 0)."),
 )
 
 reading_options = _options(
@@ -143,7 +160,7 @@ reading_options = _options(
 )
 
 join_options = _options(
-    click.option("--key", metavar="COL",
+    click.option("--key", metavar="COL", shell_complete=COLUMNS,
                  help="Join the files by this column (same name in both) instead of row by row. "
                       "The joined file is held in memory: memory grows with it, not with FILE."),
     click.option("--missing", type=click.Choice(["error", "skip"]), default="error",
@@ -158,10 +175,11 @@ format_option = click.option("-f", "--format", "fmt", type=click.Choice(FORMATS)
 check_options = _options(
     click.option("--fail-if", "fail_if", multiple=True, metavar="'LOSS OP N'",
                  help="Exit 1 if the check holds, e.g. 'mse > 0.25' (OP: < <= > >=). Repeatable."),
-    click.option("--checks", "checks_file", metavar="FILE",
+    click.option("--checks", "checks_file", metavar="FILE", shell_complete=FILES,
                  help="Checks from a TOML or JSON file (fail_if, max_increase, max_regression, "
                       "baseline)."),
-    click.option("--junit", metavar="FILE", help="Write the checks as JUnit XML to FILE."),
+    click.option("--junit", metavar="FILE", shell_complete=FILES,
+                 help="Write the checks as JUnit XML to FILE."),
 )
 
 interval_options = _options(
@@ -172,17 +190,18 @@ interval_options = _options(
 )
 
 slice_options = _options(
-    click.option("--by", metavar="COLS",
+    click.option("--by", metavar="COLS", shell_complete=COLUMNS,
                  help="Report every loss per slice: each value (or combination) of these columns."),
     click.option("--min-slice-rows", type=click.IntRange(min=0), default=0, metavar="N",
                  help="Hide slices with fewer rows (they are counted in the report)."),
-    click.option("--sort", "sort_by", metavar="LOSS", help="Order slices by this loss, worst first."),
+    click.option("--sort", "sort_by", metavar="LOSS", shell_complete=LOSSES,
+                 help="Order slices by this loss, worst first."),
     click.option("--max-slices", type=click.IntRange(min=1), default=10_000, show_default=True,
                  metavar="N", help="Fail (exit 2) when --by finds more distinct slices."),
 )
 
 baseline_options = _options(
-    click.option("--baseline", metavar="REPORT.json",
+    click.option("--baseline", metavar="REPORT.json", shell_complete=FILES,
                  help="Compare with an earlier `lossctl eval -f json` report: every loss may not "
                       "get worse (or by --max-increase)."),
     click.option("--max-increase", multiple=True, metavar="LOSS=TOL",
@@ -190,12 +209,12 @@ baseline_options = _options(
                       "absolute (mse=0.01). Repeatable."),
 )
 
-labels_option = click.option("--labels", "labels_file", metavar="FILE",
+labels_option = click.option("--labels", "labels_file", metavar="FILE", shell_complete=FILES,
                              help="Read the labels (-l) from FILE, joined by --key or row by row.")
 
 top_option = click.option("--top", nargs=2, type=(click.IntRange(min=1), str), metavar="N LOSS",
                           help="List the N rows with the worst LOSS (with --keep columns).")
-keep_option = click.option("--keep", metavar="COLS",
+keep_option = click.option("--keep", metavar="COLS", shell_complete=COLUMNS,
                            help="Columns carried to per-row output and --top lists (an id, a segment).")
 
 
@@ -282,7 +301,7 @@ def _gate(report: Any, checks: Any, strict: bool = False) -> list[Any]:
 
 
 @cli.command("eval", context_settings=CONTEXT)
-@click.argument("files", nargs=-1, required=True)
+@files_argument
 @columns_options
 @format_option
 @reading_options
@@ -296,7 +315,7 @@ def _gate(report: Any, checks: Any, strict: bool = False) -> list[Any]:
 @keep_option
 @labels_option
 @join_options
-@click.option("--emit-state", metavar="FILE",
+@click.option("--emit-state", metavar="FILE", shell_complete=FILES,
               help="Also save the exact state to FILE, for `lossctl merge` of shards.")
 @debug_option
 @handle_errors
@@ -341,9 +360,9 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
 
 
 @cli.command("compare", context_settings=CONTEXT)
-@click.argument("files", nargs=-1, required=True)
+@files_argument
 @columns_options
-@click.option("--baseline-pred", metavar="COLS",
+@click.option("--baseline-pred", metavar="COLS", shell_complete=COLUMNS,
               help="The baseline's prediction column(s) in FILE (then -p is the candidate's). "
                    "With two files: the baseline's columns in the first, if not named as -p.")
 @format_option
@@ -398,9 +417,9 @@ def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | No
 
 
 @cli.command("rows", context_settings=CONTEXT)
-@click.argument("files", nargs=-1, required=True)
+@files_argument
 @columns_options
-@click.option("-o", "--output", required=True, metavar="OUT",
+@click.option("-o", "--output", required=True, metavar="OUT", shell_complete=FILES,
               help="Where to write: OUT.parquet, OUT.csv, OUT.tsv, or - (CSV on stdout).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never an input).")
 @keep_option
@@ -477,7 +496,7 @@ def _on_sigterm_interrupt() -> None:
 
 
 @cli.command("merge", context_settings=CONTEXT)
-@click.argument("states", nargs=-1, required=True)
+@click.argument("states", nargs=-1, required=True, shell_complete=FILES)
 @format_option
 @check_options
 @baseline_options
@@ -485,8 +504,9 @@ def _on_sigterm_interrupt() -> None:
               default=0.95, show_default=True, help="Confidence level (states made with --ci).")
 @click.option("--min-slice-rows", type=click.IntRange(min=0), default=0, metavar="N",
               help="Hide slices with fewer rows.")
-@click.option("--sort", "sort_by", metavar="LOSS", help="Order slices by this loss, worst first.")
-@click.option("--emit-state", metavar="FILE", help="Save the merged state too.")
+@click.option("--sort", "sort_by", metavar="LOSS", shell_complete=LOSSES,
+              help="Order slices by this loss, worst first.")
+@click.option("--emit-state", metavar="FILE", shell_complete=FILES, help="Save the merged state too.")
 @debug_option
 @handle_errors
 def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
@@ -585,8 +605,12 @@ def main() -> None:
     """Console-script entry point."""
     # before NumPy loads: lossctl does no linear algebra, and idle OpenBLAS threads spin
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if os.environ.get(COMPLETE_VAR):  # shell completion (see lossctl.completion)
+        from .completion import register
+
+        register()
     try:
-        cli()
+        cli(complete_var=COMPLETE_VAR)
     except BrokenPipeError:
         _quiet_exit_on_closed_pipe()
 
