@@ -566,8 +566,9 @@ def losses_cmd(fmt: str | None, debug: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
 
-    def params(r: dict) -> str:
-        return ", ".join(f"{k}={'(required)' if v is None else v}" for k, v in r["params"].items())
+    def params(r: dict) -> str:  # as written after -m NAME: (true/false, not Python's)
+        return ", ".join(f"{k}={'(required)' if v is None else json.dumps(v)}"
+                         for k, v in r["params"].items())
 
     if fmt == "markdown":
         click.echo("| loss | aliases | task | params | label | prediction | formula |")

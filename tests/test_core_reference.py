@@ -1,4 +1,4 @@
-"""The numeric core against independent references (LOSSES.md, "Reference implementations").
+"""The numeric core against independent references (docs/LOSSES.md, "Reference implementations").
 
 * every loss, alias and parameter of the spec on random data against scikit-learn,
   scipy.special and (if installed, CPU only) torch;

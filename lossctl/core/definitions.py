@@ -241,8 +241,9 @@ def sqrt(x: Number) -> Number:
 # Definitions
 # --------------------------------------------------------------------------
 
-# label kinds: "value" (any real), "binary" (z in [0, 1]), "class" (integer in
-# [0, K)), "dist" (K columns), "class_or_dist"; prediction kinds: "value", "vector".
+# label kinds: "value" (any real), "binary" (z in [0, 1]), "signed" (z in [0, 1] or -1),
+# "class" (integer in [0, K)), "dist" (K columns), "class_or_dist"; prediction kinds:
+# "value", "vector".
 Reduce = Callable[[Mapping[str, Number], Number, Mapping[str, Any]], Number]
 
 

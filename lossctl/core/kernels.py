@@ -1,7 +1,7 @@
 """Loss kernels: one chunk of labels and predictions -> per-row losses, vectorised.
 
 Each kernel is NumPy over a whole chunk (no Python loop over rows) in the
-numerically stable form of the spec (``docs/`` and ``LOSSES.md``); where the
+numerically stable form of the spec (``docs/LOSSES.md``); where the
 spec's form would cancel, an algebraically equal form with non-negative terms
 is used, and the docstring says so.  The catalogue (:mod:`lossctl.core.losses`)
 binds each kernel to its name, parameters, columns and domain checks.

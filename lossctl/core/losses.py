@@ -135,22 +135,39 @@ def _fmt(v: Any) -> str:
     return repr(v) if isinstance(v, float) and not float(v).is_integer() else str(v)
 
 
-_NEEDS = {"value": "1 column", "binary": "1 column in [0, 1]", "class": "class index in [0, K)",
+_NEEDS = {"value": "1 column", "binary": "1 column in [0, 1]",
+          "signed": "1 column in [0, 1], or -1/+1", "class": "class index in [0, K)",
           "dist": "K columns (distribution)", "class_or_dist": "class index or K columns",
           "vector": "K columns or a list column"}
 
 
 def describe_catalogue() -> list[dict[str, Any]]:
-    """One plain dict per definition (for ``lossctl losses``): names, parameters, columns, formula."""
+    """One plain dict per definition (for ``lossctl losses`` and the docs): names, parameters,
+    columns, formula, the definition's own bad-input rules and its direction.
+
+    ``params`` maps each parameter to its default (``None``: required);
+    ``parameters`` describes each one (type, default, valid values, meaning).
+    """
     rows = []
     for d in CATALOGUE:
+        class_index = d.label in ("class", "class_or_dist")
         rows.append({
             "name": d.name, "aliases": list(d.aliases), "task": d.task, "formula": d.formula,
             "params": {p.name: p.default for p in d.params},
+            "parameters": [{"name": p.name, "type": _PARAM_TYPES[p.kind], "default": p.default,
+                            "required": p.default is None, "valid": p.valid_doc or None,
+                            "description": p.doc} for p in d.params],
             "label": _NEEDS[d.label], "prediction": _NEEDS[d.pred], "description": d.doc,
             "kind": d.kind, "group": d.group, "higher_is_better": d.higher_is_better,
+            "input_checks": [{"role": c.role, "rule": c.reason} for c in d.checks]
+            + ([{"role": "label", "rule": CLASS_INDEX_RULE}] if class_index else []),
+            "reference": d.reference or None,
         })
     return rows
+
+
+_PARAM_TYPES = {float: "number", int: "integer", bool: "boolean"}
+CLASS_INDEX_RULE = "class index must be an integer in [0, K)"  # the state's check, K columns
 
 
 def all_names() -> list[str]:

@@ -87,7 +87,7 @@ def check_columns(losses: Sequence[Loss], label_width: int, pred_width: int) -> 
         if d.pred == "vector" and pred_width < 2:
             raise UsageError(f"{loss.key} needs K >= 2 prediction columns (one per class), "
                              f"got {pred_width}")
-        if d.label in ("value", "binary", "class") and label_width != 1:
+        if d.label in ("value", "binary", "signed", "class") and label_width != 1:
             raise UsageError(f"{loss.key} needs one label column, got {label_width}")
         if d.label == "dist" and label_width != pred_width:
             hint = " (for a class index use sparse_softmax_ce)" if d.name == "softmax_ce" else ""
