@@ -19,6 +19,12 @@ class RowInfo:
     rows: np.ndarray | None = None  # offsets of the chunk's rows from first_row, if not 0..n-1
 
 
+def _kept_rows(batch: Any, rows: np.ndarray) -> list[dict]:
+    """The kept columns of a few rows, as dicts (``batch.take`` of a NumPy array imports pandas)."""
+    columns = list(zip(batch.schema.names, batch.columns, strict=True))
+    return [{name: col[i].as_py() for name, col in columns} for i in rows.tolist()]
+
+
 class TopRows:
     """The N worst rows of one loss, kept in bounded memory (a running top-N).
 
@@ -49,7 +55,7 @@ class TopRows:
         else:
             cand = np.arange(len(values))
         rows = idx[cand]
-        kept = info.kept.take(rows).to_pylist() if info.kept is not None else [{}] * len(rows)
+        kept = _kept_rows(info.kept, rows) if info.kept is not None else [{}] * len(rows)
         offsets = rows if info.rows is None else info.rows[rows]
         for v, r, k in zip(values[cand].tolist(), offsets.tolist(), kept, strict=True):
             self.rows.append((v, info.source, info.first_row + r, k))
