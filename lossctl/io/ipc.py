@@ -12,20 +12,14 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from .reader import Reader, cannot_read
-from .sources import Source
+from .reader import SchemaReader, cannot_read
 
 FILE_MAGIC = b"ARROW1"
 FEATHER_V1_MAGIC = b"FEA1"
 
 
-class IpcReader(Reader):
+class IpcReader(SchemaReader):
     """Streams record batches of selected columns from an Arrow IPC file or stream."""
-
-    def __init__(self, source: Source, batch_rows: int = 1 << 16) -> None:
-        self._batches_done = 0
-        self._total_batches = 0
-        super().__init__(source, batch_rows)
 
     def _open(self, fields: Sequence[int] = ()) -> ipc.RecordBatchFileReader | ipc.RecordBatchStreamReader:
         f = self._raw()
@@ -37,25 +31,12 @@ class IpcReader(Reader):
                                   "pyarrow.feather.write_feather(pyarrow.feather.read_table(old), new)")
         if head == FILE_MAGIC:
             reader = ipc.open_file(f, options=options)
-            self._total_batches = reader.num_record_batches
+            self.pieces_total = reader.num_record_batches  # (a stream's count is unknown)
             return reader
         return ipc.open_stream(f, options=options)
 
-    def _columns(self) -> list[str]:
-        try:
-            self._schema = self._open().schema
-        except (pa.ArrowException, OSError) as e:
-            raise cannot_read(self.source, e) from None
-        return list(self._schema.names)
-
-    @property
-    def schema_types(self) -> dict[str, pa.DataType]:
-        return {f.name: f.type for f in self._schema}
-
-    def bytes_done(self) -> int:
-        if not self._total_batches:  # a stream: how far into the bytes
-            return super().bytes_done()
-        return int((self.source.size or 0) * min(1.0, self._batches_done / self._total_batches))
+    def _open_schema(self) -> pa.Schema:
+        return self._open().schema
 
     def batches(self, columns: list[str], text: Sequence[str] = (),
                 categories: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
@@ -69,7 +50,7 @@ class IpcReader(Reader):
             else:
                 stream = iter(reader)
             for batch in stream:
-                self._batches_done += 1
+                self.pieces_done += 1
                 yield batch
         except (pa.ArrowException, OSError) as e:
             raise cannot_read(self.source, e) from None

@@ -66,6 +66,36 @@ class Reader:
         raise NotImplementedError
 
 
+class SchemaReader(Reader):
+    """A reader of a format with a schema, read in pieces (IPC record batches, ORC stripes).
+
+    Subclasses open the file in ``_open_schema`` and count ``pieces_done``
+    out of ``pieces_total`` (0 when unknown: then progress is in bytes).
+    """
+
+    pieces_done = 0
+    pieces_total = 0
+
+    def _open_schema(self) -> pa.Schema:
+        raise NotImplementedError
+
+    def _columns(self) -> list[str]:
+        try:
+            self._schema = self._open_schema()
+        except (pa.ArrowException, OSError) as e:
+            raise cannot_read(self.source, e) from None
+        return list(self._schema.names)
+
+    @property
+    def schema_types(self) -> dict[str, pa.DataType]:
+        return {f.name: f.type for f in self._schema}
+
+    def bytes_done(self) -> int:
+        if not self.pieces_total:
+            return super().bytes_done()
+        return int((self.source.size or 0) * min(1.0, self.pieces_done / self.pieces_total))
+
+
 # format -> (module, class): a reader's module is imported only when a source needs it
 READERS = {"csv": ("csv", "CsvReader"), "parquet": ("parquet", "ParquetReader"),
            "jsonl": ("jsonl", "JsonlReader"), "arrow": ("ipc", "IpcReader"), "orc": ("orc", "OrcReader")}
