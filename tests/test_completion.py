@@ -64,12 +64,13 @@ def complete(words: list[str], incomplete: str, shell: str = "bash") -> list[str
 
 @pytest.mark.parametrize("incomplete,expected", [
     ("hu", ["huber"]),
-    ("mse,ma", ["mse,mae", "mse,mad"]),
+    ("mse,hu", ["mse,huber"]),
+    ("mse,max", ["mse,max_error"]),
     ("huber:", ["huber:delta="]),
     ("focal:", ["focal:alpha=", "focal:gamma="]),
     ("focal:g", ["focal:gamma="]),
     ("focal:alpha=0.5,", None),  # focal's other parameter first, then any loss
-    ("focal:alpha=0.5,g", ["focal:alpha=0.5,gamma="]),
+    ("focal:alpha=0.5,g", ["focal:alpha=0.5,gamma=", "focal:alpha=0.5,gamma_deviance"]),
     ("poisson:log_input=", ["poisson:log_input=true", "poisson:log_input=false"]),
     ("poisson:log_input=t", ["poisson:log_input=true"]),
     ("cce:renormalize=f", ["cce:renormalize=false"]),
@@ -230,7 +231,8 @@ def test_the_bash_function(data: Path, line: str, expected: list[str]) -> None:
 
 SHELL_LINES = [
     ("lossctl eval p.csv -m hu", ["huber"]),
-    ("lossctl eval p.csv -m mse,ma", ["mse,mad", "mse,mae"]),
+    ("lossctl eval p.csv -m mse,ma", ["mse,macro_f1", "mse,mad", "mse,mae", "mse,mape",
+                                      "mse,matthews_corrcoef", "mse,max_error"]),
     ("lossctl eval p.csv -m huber:", ["huber:delta="]),
     ("lossctl eval p.csv -m poisson:log_input=", ["poisson:log_input=false", "poisson:log_input=true"]),
     ("lossctl eval p.feather -l y -p ", ["id", "segment", "y", "yhat"]),

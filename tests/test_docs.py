@@ -20,6 +20,7 @@ import pytest
 from cli_run import run
 
 from lossctl.core import losses
+from lossctl.core.definitions import Param
 from lossctl.core.kernels import squared_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,24 +50,28 @@ def block(text: str, name: str) -> str:
     return m.group(1)
 
 
-def parse_catalogue_table(text: str) -> dict[str, tuple[list[str], dict]]:
-    """``| `name` | aliases | task | params | ...`` rows -> {name: (aliases, {param: default})}."""
+Key = tuple[str, str]  # (name, task): accuracy, brier, ece have a binary and a multiclass definition
+
+
+def parse_catalogue_table(text: str) -> dict[Key, tuple[list[str], str, dict]]:
+    """``| `name` | aliases | task | better | params | ...`` rows -> {(name, task): (aliases,
+    better, {param: default})}."""
     out = {}
     for line in text.splitlines():
         if not line.startswith("| `"):
             continue
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        name, aliases, params = cells[0].strip("`"), cells[1], cells[3]
+        name, aliases, task, better, params = cells[0].strip("`"), *cells[1:5]
         parsed = {}
         for item in filter(None, (p.strip() for p in params.split(","))):
             k, _, v = item.partition("=")
             parsed[k] = None if v == "(required)" else json.loads(v)
-        out[name] = ([a.strip() for a in aliases.split(",") if a.strip()], parsed)
+        out[(name, task)] = ([a.strip() for a in aliases.split(",") if a.strip()], better, parsed)
     return out
 
 
-def expected(rows: list[dict]) -> dict[str, tuple[list[str], dict]]:
-    return {r["name"]: (r["aliases"], r["params"]) for r in rows}
+def expected(rows: list[dict]) -> dict[Key, tuple[list[str], str, dict]]:
+    return {(r["name"], r["task"]): (r["aliases"], r["better"], r["params"]) for r in rows}
 
 
 # --------------------------------------------------------------------------
@@ -105,18 +110,22 @@ def spec_problems(rows: list[dict], spec: str) -> list[str]:
     generated = parse_catalogue_table(block(spec, "losses-table"))
     if generated != expected(rows):
         problems.append("the catalogue table differs from lossctl losses")
-    params_rows = {(m[1], m[2]): m[3] for m in
-                   re.finditer(r"^\| `(\w+)` \| `(\w+)` \| \w+ \| (required|`[^`]+`) \|",
+    params_rows = {(m[1], m[2], m[3]): m[4] for m in
+                   re.finditer(r"^\| `(\w+)` \| (\w+) \| `(\w+)` \| \w+ \| (required|`[^`]+`) \|",
                                block(spec, "loss-parameters"), re.M)}
-    want = {(r["name"], p): "required" if d is None else f"`{json.dumps(d)}`"
+    want = {(r["name"], r["task"], p): "required" if d is None else f"`{json.dumps(d)}`"
             for r in rows for p, d in r["params"].items()}
     if params_rows != want:
         problems.append(f"the parameters table differs: {params_rows} != {want}")
     definitions = spec[spec.index("## Definitions"):spec.index("## Reductions")]
-    for r in rows:  # hand-written: one definition row per loss, naming aliases and defaults
-        row = next((ln for ln in definitions.splitlines() if ln.startswith(f"| `{r['name']}`")), None)
+    sections = {m[1].lower(): m[2] for m in re.finditer(r"^### (\w+)[^\n]*\n(.*?)(?=^### |\Z)",
+                                                         definitions, re.S | re.M)}
+    for r in rows:  # hand-written: one definition row per loss, in its task's section
+        lines = sections.get(r["task"], "").splitlines()
+        row = next((ln for ln in lines if ln.startswith(f"| `{r['name']}`")), None)
         if row is None:
-            problems.append(f"{r['name']}: no definition row in docs/LOSSES.md '## Definitions'")
+            problems.append(f"{r['name']} ({r['task']}): no definition row in docs/LOSSES.md "
+                            f"'### {r['task'].capitalize()}'")
             continue
         problems += [f"{r['name']}: alias {a} not in its definition" for a in r["aliases"]
                      if f"`{a}`" not in row]
@@ -125,33 +134,37 @@ def spec_problems(rows: list[dict], spec: str) -> list[str]:
             if text not in row:
                 problems.append(f"{r['name']}: {text} not in its definition")
     kernels = block(spec, "loss-kernels")
-    problems += [f"{r['name']}: no stable form" for r in rows if f"- `{r['name']}`:" not in kernels]
+    problems += [f"{r['name']}: no stable form" for r in rows
+                 if f"- `{r['name']}`:" not in kernels and f"- `{r['name']}` ({r['task']}):" not in kernels]
     return problems
 
 
 @pytest.mark.parametrize("mode", ["runner", "script"])
 def test_lossctl_losses_readme_and_spec_agree(mode: str) -> None:
     rows = catalogue(mode)
-    assert [r["name"] for r in rows] == [d.name for d in losses.CATALOGUE]
+    assert [(r["name"], r["task"]) for r in rows] == [(d.name, d.task) for d in losses.CATALOGUE]
     assert parse_catalogue_table(block(README.read_text(), "losses-table")) == expected(rows)
     assert spec_problems(rows, SPEC.read_text()) == []
 
 
 def test_the_parameters_json_matches_the_catalogue() -> None:
-    for r in catalogue():
-        d = losses.lookup(r["name"])
+    types = {float: "number", int: "integer", bool: "boolean"}
+    for r, d in zip(catalogue(), losses.CATALOGUE, strict=True):
+        assert (r["name"], r["task"]) == (d.name, d.task)
         assert [p["name"] for p in r["parameters"]] == [p.name for p in d.params] == list(r["params"])
         for p, param in zip(r["parameters"], d.params, strict=True):
             assert p["default"] == param.default and p["required"] == (param.default is None)
-            assert p["type"] == ("boolean" if param.kind is bool else "number")
+            assert p["type"] == types[param.kind] and p["valid"] == (param.valid_doc or None)
         assert r["higher_is_better"] is d.higher_is_better
+        assert r["better"] == ("higher" if d.higher_is_better else "nearer 0" if d.best_at_zero
+                               else "lower")
         assert [c["rule"] for c in r["input_checks"]][:len(d.checks)] == [c.reason for c in d.checks]
 
 
 def test_a_new_loss_makes_the_docs_tests_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     """The point of these tests: a loss added to CATALOGUE alone is caught."""
     new = losses.LossDef("cubed_error", "regression", squared_error, "|y - p|^3", "value", "value",
-                         aliases=("l3",), params=(losses.Param("scale", float, 2.0, "a scale"),),
+                         aliases=("l3",), params=(Param("scale", float, 2.0, "a scale"),),
                          on_diff=True, doc="a loss nobody documented")
     monkeypatch.setattr(losses, "CATALOGUE", (*losses.CATALOGUE, new))
     assert set(docs_tool.stale()) >= {"README.md: losses-table", "docs/LOSSES.md: losses-table",
@@ -161,7 +174,7 @@ def test_a_new_loss_makes_the_docs_tests_fail(monkeypatch: pytest.MonkeyPatch) -
     # regenerating fixes the generated parts, not the missing definition
     regenerated = docs_tool.regenerate(SPEC.read_text())
     assert spec_problems(rows, regenerated) == [
-        "cubed_error: no definition row in docs/LOSSES.md '## Definitions'"]
+        "cubed_error (regression): no definition row in docs/LOSSES.md '### Regression'"]
     assert spec_problems(rows, SPEC.read_text())[0] == "the catalogue table differs from lossctl losses"
 
 

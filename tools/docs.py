@@ -56,39 +56,62 @@ def losses_table() -> str:
 
 def parameters_table() -> str:
     """Every parameter: its type, default, valid values and meaning."""
-    lines = ["| loss | parameter | type | default | valid values | meaning |", "|---|---|---|---|---|---|"]
+    lines = ["| loss | task | parameter | type | default | valid values | meaning |",
+             "|---|---|---|---|---|---|---|"]
     for row in catalogue():
         for p in row["parameters"]:
             default = "required" if p["required"] else f"`{json.dumps(p['default'])}`"
             valid = p["valid"] or ("`true` or `false`" if p["type"] == "boolean" else "any finite number")
-            lines.append(f"| `{row['name']}` | `{p['name']}` | {p['type']} | {default} | {_cell(valid)} "
-                         f"| {_cell(p['description'])} |")
+            lines.append(f"| `{row['name']}` | {row['task']} | `{p['name']}` | {p['type']} | {default} "
+                         f"| {_cell(valid)} | {_cell(p['description'])} |")
     return "\n".join(lines) + "\n"
 
 
 def checks_table() -> str:
     """Each loss's own bad-input rules (beyond those of every loss)."""
-    lines = ["| loss | column | an input error when |", "|---|---|---|"]
+    lines = ["| loss | task | column | an input error when |", "|---|---|---|---|"]
     for row in catalogue():
         rules = row["input_checks"] or [{"role": "", "rule": "(only the rules of every loss)"}]
         for c in rules:
-            lines.append(f"| `{row['name']}` | {c['role']} | {_cell(c['rule'])} |")
+            lines.append(f"| `{row['name']}` | {row['task']} | {c['role']} | {_cell(c['rule'])} |")
     return "\n".join(lines) + "\n"
 
 
+def _doc(f: object) -> str:
+    doc = inspect.getdoc(f)
+    if not doc:
+        raise RuntimeError(f"{f.__module__}.{f.__qualname__} has no docstring: say what it computes")
+    return " ".join(doc.split()).replace("``", "`")
+
+
+def _where(f: object) -> str:
+    return f"`{f.__module__.removeprefix('lossctl.core.')}.{f.__qualname__}`"
+
+
 def kernels_list() -> str:
-    """How each loss is computed: its kernel's docstring, the stable form it uses."""
+    """How each definition is computed: its kernel's (or reducer's) docstring, the form it uses."""
+    from lossctl.core.definitions import MEAN
     from lossctl.core.losses import CATALOGUE
 
+    names = [d.name for d in CATALOGUE]
     out = []
     for d in CATALOGUE:
-        doc = " ".join(inspect.getdoc(d.kernel).split()).replace("``", "`")
-        how = f"`kernels.{d.kernel.__name__}`: {doc}"
-        if d.shares_rows_with:
-            how = f"the per-row values of `{d.shares_rows_with}`, {how}"
-        if d.finish is not None:
-            how += f" The reported value is `{d.finish.__name__}` of the weighted mean."
-        out.append(f"- `{d.name}`: {how}")
+        title = f"`{d.name}`" + (f" ({d.task})" if names.count(d.name) > 1 else "")
+        if d.kind == MEAN:
+            how = f"{_where(d.kernel)}: {_doc(d.kernel)}"
+            if d.shares_rows_with:
+                how = f"the per-row values of `{d.shares_rows_with}`, {how}"
+            if d.finish is not None:
+                how += f" The reported value is `{d.finish.__name__}` of the weighted mean."
+        elif d.terms:
+            terms = ", ".join(f"`{t.name}`" for t in d.terms)
+            how = f"exact weighted sums of {terms}, combined once by {_where(d.reduce)}: {_doc(d.reduce)}"
+        else:
+            spec = d.component({p.name: p.default or 1 for p in d.params}, 1, 2)
+            about = _doc(type(spec)).split(". ")[0].rstrip(".")
+            how = (f"a `{type(spec).__name__}` state ({about[0].lower() + about[1:]}), "
+                   f"reduced by {_where(d.reduce)}: {_doc(d.reduce)}")
+        out.append(f"- {title}: {how}")
     return "\n".join(out) + "\n"
 
 

@@ -159,6 +159,7 @@ def describe_catalogue() -> list[dict[str, Any]]:
                             "description": p.doc} for p in d.params],
             "label": _NEEDS[d.label], "prediction": _NEEDS[d.pred], "description": d.doc,
             "kind": d.kind, "group": d.group, "higher_is_better": d.higher_is_better,
+            "better": "higher" if d.higher_is_better else "nearer 0" if d.best_at_zero else "lower",
             "input_checks": [{"role": c.role, "rule": c.reason} for c in d.checks]
             + ([{"role": "label", "rule": CLASS_INDEX_RULE}] if class_index else []),
             "reference": d.reference or None,
