@@ -581,8 +581,10 @@ def losses_cmd(fmt: str | None, debug: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(caption="log_loss means bce on one prediction column and cce on K columns.",
-                  caption_justify="left")
+    spellings = [n for r in rows for n in dict.fromkeys([r["name"], *r["aliases"]])]
+    both = sorted({n for n in spellings if spellings.count(n) > 1})
+    table = Table(caption=f"{', '.join(both)}: a binary or a multiclass definition, by the "
+                          "prediction columns (one, or K).", caption_justify="left")
     for col in ("loss", "aliases", "task", "better", "params", "label", "prediction", "formula"):
         table.add_column(col, overflow="fold")
     for r in rows:

@@ -159,7 +159,7 @@ _MAX_DIRS = 100  # a directory tree is searched this far for a data file, no fur
 def _first_input(path: str) -> str | None:
     """The first data file a path, glob or directory names, without listing them all."""
     from .io.columns import has_magic
-    from .io.sources import _SKIP_IN_DIRS, _known_extension
+    from .io.sources import data_file, shard_dir
 
     if os.path.isfile(path):
         return path
@@ -167,9 +167,9 @@ def _first_input(path: str) -> str | None:
         for visited, (root, dirs, files) in enumerate(os.walk(path)):
             if visited == _MAX_DIRS:
                 break
-            dirs[:] = sorted(d for d in dirs if not d.startswith(_SKIP_IN_DIRS))
+            dirs[:] = sorted(d for d in dirs if shard_dir(d))
             for f in sorted(files):
-                if not f.startswith(_SKIP_IN_DIRS) and _known_extension(f):
+                if data_file(f):
                     return os.path.join(root, f)
         return None
     if has_magic(path):

@@ -71,9 +71,8 @@ def expand_paths(paths: list[str]) -> list[str]:
             found = []
             for root, dirs, files in os.walk(p):
                 # _temporary/, .ipynb_checkpoints/ and the like hold no shard of the data
-                dirs[:] = [d for d in dirs if not d.startswith(_SKIP_IN_DIRS)]
-                found += [os.path.join(root, f) for f in files
-                          if not f.startswith(_SKIP_IN_DIRS) and _known_extension(f)]
+                dirs[:] = [d for d in dirs if shard_dir(d)]
+                found += [os.path.join(root, f) for f in files if data_file(f)]
             found.sort()
             if not found:
                 raise InputError(f"{p}: directory holds no CSV, TSV, JSON Lines, Parquet, "
@@ -100,9 +99,15 @@ def _split_ext(path: str) -> tuple[str, str | None]:
     return ext, None
 
 
-def _known_extension(path: str) -> bool:
-    ext, _ = _split_ext(path)
-    return ext in CSV_EXT or ext in FORMAT_EXT
+def data_file(name: str) -> bool:
+    """Whether a file found in a shard directory is read: a data extension, not _ or . first."""
+    ext, _ = _split_ext(name)
+    return not name.startswith(_SKIP_IN_DIRS) and (ext in CSV_EXT or ext in FORMAT_EXT)
+
+
+def shard_dir(name: str) -> bool:
+    """Whether a subdirectory of a shard directory is searched (not _temporary/, .git/...)."""
+    return not name.startswith(_SKIP_IN_DIRS)
 
 
 def _sniff(head: bytes) -> tuple[str | None, str | None]:
