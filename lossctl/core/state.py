@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, UsageError
+from .distributions import Distributions
 from .exact import BLOCK, ExactSum
 from .groups import Groups, total
 from .losses import Loss, resolve
@@ -98,12 +99,16 @@ class EvalState:
     the codes of each row given to ``update``), per-bucket state for
     bootstrap intervals (``buckets`` > 0, each row's bucket given to
     ``update``; with slices too, per-slice buckets for per-slice intervals),
-    and a running top-N of one loss (``top``).
+    and a running top-N of one loss (``top``).  For a visual report
+    (:mod:`lossctl.core.distributions`): ``quantiles`` keeps the
+    distribution of each mean's per-row values (and of a regression's
+    residuals), ``calibration`` reliability bins of probabilities.
     """
 
     def __init__(self, losses: Sequence[Loss | str], label_width: int = 1, pred_width: int = 1,
                  weighted: bool = False, nan: str = "error", slices: SliceKeys | None = None,
-                 buckets: int = 0, seed: int = 0, top: tuple[str, int] | None = None) -> None:
+                 buckets: int = 0, seed: int = 0, top: tuple[str, int] | None = None,
+                 quantiles: bool = False, calibration: bool = False) -> None:
         if not losses:
             raise UsageError("no loss to compute")
         if nan not in ("error", "skip"):
@@ -148,6 +153,8 @@ class EvalState:
                 raise UsageError(f"--top {key}: {key} is a {loss.definition.kind} metric, not a "
                                  f"mean of per-row values; rank rows by a loss")
             self.top = TopRows(loss.key, n, loss.definition.higher_is_better)
+        self.distributions = Distributions(self.losses, label_width, pred_width, weighted,
+                                           self.class_index, quantiles, calibration)
 
     def _groups(self, groups: int, specs: dict[tuple, Any]) -> Groups:
         return Groups(list(self._terms), self.weighted, groups, specs)
@@ -239,6 +246,8 @@ class EvalState:
                 ys, ps = y[start:start + step], p[start:start + step]
                 ws = w[start:start + step] if w is not None else None
                 d = ys - ps if self._on_diff else None
+                if self.distributions.residuals:
+                    self.distributions.add_residuals(-d if d is not None else ps - ys, ws)
                 for key, (term, params) in self._terms.items():
                     bound = {k: params[k] for k in term.params}
                     if term.exact_pieces:
@@ -255,8 +264,11 @@ class EvalState:
                                      idx if c.rows is None else c.rows[idx], info)
                     if keep_values and values is not None:
                         kept.setdefault(key, []).append(values)
+                    if values is not None:
+                        self.distributions.add_rows(key, values, ws)
             for comp in self.components.values():
                 comp.add(y, p, w, None)
+            self.distributions.add_chunk(y, p, w)
             for g, codes in groups:
                 for comp in g.components.values():
                     comp.add(y, p, w, codes)
@@ -301,8 +313,9 @@ class EvalState:
         The copy shares this state's slice keys, so worker threads agree on codes.
         """
         top = (self.top.key, self.top.n) if self.top is not None else None
+        d = self.distributions
         return EvalState(self.losses, self.label_width, self.pred_width, self.weighted, self.nan,
-                         self.slice_keys, self.buckets, self.seed, top)
+                         self.slice_keys, self.buckets, self.seed, top, d.quantiles, d.calibration)
 
     def signature(self) -> dict:
         """What two states must share to be merged."""
@@ -310,7 +323,9 @@ class EvalState:
                 "pred_width": self.pred_width, "weighted": self.weighted, "nan": self.nan,
                 "by": self.slice_keys.columns if self.slice_keys is not None else None,
                 "buckets": self.buckets, "seed": self.seed,
-                "top": [self.top.key, self.top.n] if self.top is not None else None}
+                "top": [self.top.key, self.top.n] if self.top is not None else None,
+                "quantiles": self.distributions.quantiles,
+                "calibration": self.distributions.calibration}
 
     def merge(self, other: EvalState) -> EvalState:
         """Fold ``other`` into this state (exact: order does not matter)."""
@@ -326,6 +341,7 @@ class EvalState:
             s.merge(other.sums[key])
         for key, comp in self.components.items():
             comp.merge(other.components[key])
+        self.distributions.merge(other.distributions)
         codes = None
         if self.slice_keys is not None and other.slice_keys is not None \
                 and other.slice_keys is not self.slice_keys:
@@ -465,6 +481,7 @@ class EvalState:
             "slice_buckets": None if self.slice_buckets is None else {
                 "per_slice": SLICE_BUCKETS, **self.slice_buckets.to_json(names)},
             "top": self.top.to_json() if self.top is not None else None,
+            **self.distributions.to_json(names),
         }
 
     @classmethod
@@ -486,7 +503,8 @@ class EvalState:
                 keys.code(tuple(k))
         state = cls(losses, data["label_width"], data["pred_width"], data["weighted"], data["nan"],
                     keys, bk["count"] if bk else 0, bk["seed"] if bk else 0,
-                    (top["loss"], top["n"]) if top else None)
+                    (top["loss"], top["n"]) if top else None,
+                    data.get("sketches") is not None, data.get("calibration") is not None)
         state.rows_seen = data["rows_seen"]
         state.rows = data["rows"]
         state.rows_skipped = data["rows_skipped"]
@@ -507,4 +525,5 @@ class EvalState:
         state.slice_buckets = Groups.from_json(sb, list(state._terms), names, {}) if sb is not None else None
         if top is not None:
             state.top = TopRows.from_json(top)
+        state.distributions.load(data, names)
         return state

@@ -368,7 +368,7 @@ class Evaluation:
         return [EvalState(losses, label_width, pred_width, weighted=cols.weight is not None,
                           nan=req.nan, slices=self.slice_keys if cols.by else None,
                           buckets=intervals.BUCKETS if req.ci else 0, seed=req.seed,
-                          top=req.top)
+                          top=req.top, quantiles=req.quantiles, calibration=req.calibration)
                 for _ in req.models]
 
 

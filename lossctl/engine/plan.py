@@ -68,6 +68,8 @@ class Request:
     keep: str | None = None
     baseline_pred: str | None = None
     join: JoinRequest | None = None
+    quantiles: bool = False  # keep per-row distributions (--quantiles, --html)
+    calibration: bool = False  # keep reliability bins of probabilities (--html)
 
     @property
     def compare(self) -> bool:
