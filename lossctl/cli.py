@@ -78,7 +78,23 @@ COLUMNS, LOSSES, FILES = (_complete(f"complete_{n}") for n in ("columns", "losse
 files_argument = click.argument("files", nargs=-1, required=True, shell_complete=FILES)
 
 
-@click.group(context_settings=CONTEXT)
+class _Group(click.Group):
+    """The command group; keeps the arguments it was given, for the HTML report's command line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["lossctl.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def _command_line() -> str:
+    import shlex
+
+    ctx = click.get_current_context(silent=True)
+    args = ctx.meta.get("lossctl.argv", sys.argv[1:]) if ctx is not None else sys.argv[1:]
+    return shlex.join(["lossctl", *args])
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="lossctl",
                       message=f"%(prog)s, version %(version)s ({native.status()})")
 def cli() -> None:
@@ -214,6 +230,13 @@ labels_option = click.option("--labels", "labels_file", metavar="FILE", shell_co
 
 top_option = click.option("--top", nargs=2, type=(click.IntRange(min=1), str), metavar="N LOSS",
                           help="List the N rows with the worst LOSS (with --keep columns).")
+html_option = click.option(
+    "--html", metavar="FILE", shell_complete=FILES,
+    help="Also write a self-contained HTML report (figures inline, nothing fetched) to FILE. "
+         "Needs the extra lossctl[report] (matplotlib).")
+quantiles_option = click.option(
+    "--quantiles", is_flag=True,
+    help="Add p50, p90, p99 and max of every loss's per-row values (within 0.79%) to the report.")
 keep_option = click.option("--keep", metavar="COLS", shell_complete=COLUMNS,
                            help="Columns carried to per-row output and --top lists (an id, a segment).")
 
@@ -271,12 +294,38 @@ def _finish(report: Any, checks: list[Any], o: dict[str, Any], fmt: str | None,
         out = AtomicFile(o["junit"])
         out.file.write(junit_xml(doc).encode())
         out.commit()
+    if o.get("html"):
+        _write_html(o["html"], report, doc)
     fmt = fmt or ("table" if _stdout_is_tty() else "json")
     click.echo(render(doc, fmt, color=_use_color()), nl=False)
     if checks and not doc["passed"]:
         sys.stdout.flush()
         click.echo(failed_checks_text(doc), err=True, nl=False)
         sys.exit(1)
+
+
+def _html_first(html: str | None, inputs: list[str]) -> None:
+    """Before reading anything: the plotting extra is there, and FILE may be written."""
+    if html:
+        from .io.sinks import check_destination
+        from .report.plots import require
+
+        require()
+        check_destination(html, True, inputs)
+
+
+def _write_html(path: str, report: Any, doc: dict) -> None:
+    from .io.sinks import AtomicFile
+    from .report.html import html_page
+
+    page = html_page(report, doc, _command_line()).encode()
+    out = AtomicFile(path)
+    try:
+        out.file.write(page)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
 
 
 def _gate(report: Any, checks: Any, strict: bool = False) -> list[Any]:
@@ -315,6 +364,8 @@ def _gate(report: Any, checks: Any, strict: bool = False) -> list[Any]:
 @keep_option
 @labels_option
 @join_options
+@quantiles_option
+@html_option
 @click.option("--emit-state", metavar="FILE", shell_complete=FILES,
               help="Also save the exact state to FILE, for `lossctl merge` of shards.")
 @debug_option
@@ -323,7 +374,8 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
              max_increase: tuple[str, ...], ci: bool, confidence: float, seed: int,
              by: str | None, min_slice_rows: int, sort_by: str | None, max_slices: int,
              top: tuple[int, str] | None, keep: str | None, labels_file: str | None,
-             key: str | None, missing: str, emit_state: str | None, **o: Any) -> None:
+             key: str | None, missing: str, emit_state: str | None, quantiles: bool,
+             **o: Any) -> None:
     """Compute losses of the predictions in FILE... against their labels.
 
     FILE is a path, - for stdin, a glob, or a directory of shards (read in
@@ -343,10 +395,11 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
         from .io.sinks import check_destination
 
         check_destination(emit_state, True, list(files))
+    _html_first(o["html"], list(files) + ([labels_file] if labels_file else []))
     join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
     req = _request(list(files), o, ci=ci, confidence=confidence, seed=seed, by=by,
                    max_slices=max_slices, top=(top[1], top[0]) if top else None, keep=keep,
-                   join=join)
+                   join=join, quantiles=quantiles or bool(o["html"]), calibration=bool(o["html"]))
     report = _run(req, o["progress"])
     if sort_by is not None:
         report.state.loss(sort_by)  # a usage error before anything is printed
@@ -375,11 +428,13 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
               help="--max-regression fails on the point value alone, not the interval.")
 @interval_options
 @join_options
+@quantiles_option
+@html_option
 @debug_option
 @handle_errors
 def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | None,
                 max_regression: tuple[str, ...], strict: bool, confidence: float, seed: int,
-                key: str | None, missing: str, **o: Any) -> None:
+                key: str | None, missing: str, quantiles: bool, **o: Any) -> None:
     """Paired comparison of a baseline and a candidate on the same labels.
 
     \b
@@ -410,8 +465,10 @@ def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | No
     else:
         raise click.UsageError("give one FILE (two prediction columns) or two FILEs "
                                "(baseline's, candidate's)")
+    _html_first(o["html"], list(files))
     req = _request([files[0]], o, ci=True, confidence=confidence, seed=seed,
-                   baseline_pred=baseline_pred, join=join)
+                   baseline_pred=baseline_pred, join=join, quantiles=quantiles or bool(o["html"]),
+                   calibration=bool(o["html"]))
     report = _run(req, o["progress"])
     _finish(report, _gate(report, checks, strict), o, fmt)
 
@@ -507,6 +564,7 @@ def _on_sigterm_interrupt() -> None:
 @click.option("--sort", "sort_by", metavar="LOSS", shell_complete=LOSSES,
               help="Order slices by this loss, worst first.")
 @click.option("--emit-state", metavar="FILE", shell_complete=FILES, help="Save the merged state too.")
+@html_option
 @debug_option
 @handle_errors
 def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
@@ -523,6 +581,7 @@ def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
     from .api import merge_states, save_state
 
     checks = _checks(o, baseline, max_increase)
+    _html_first(o["html"], list(states))
     report = merge_states(list(states), confidence)
     if sort_by is not None:
         report.state.loss(sort_by)

@@ -83,6 +83,8 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
                              "buckets": state.buckets, "seed": state.seed}
     if state.slice_keys is not None:
         _add_slices(doc, state, report.slice_intervals, min_slice_rows, sort)
+    if state.distributions.quantiles:
+        _add_quantiles(doc, report)
     if state.top is not None:
         t = state.top
         doc["top"] = {"loss": t.key, "rows": [
@@ -93,6 +95,31 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
         doc["checks"] = [ch.to_dict() for ch in checks]
         doc["passed"] = all(ch.passed for ch in checks)
     return doc
+
+
+def _add_quantiles(doc: dict, report: Report) -> None:
+    """Quantiles of each mean's per-row values, and of a regression's residuals (per model)."""
+    from ..core.sketch import MANTISSA_BITS, RELATIVE_ERROR
+
+    models = {"baseline": report.baseline_state, "candidate": report.state} \
+        if report.baseline_state is not None else {None: report.state}
+
+    def per_model(loss: Any) -> Any:
+        """A loss's quantiles (residuals': ``loss`` None), one dict per model in a comparison."""
+        got = {}
+        for m, st in models.items():
+            d = st.distributions
+            q = d.residual_quantiles() if loss is None else d.row_quantiles(loss)
+            got[m] = None if q is None else {k: _num(v) for k, v in q.items()}
+        return got[None] if None in got else got
+
+    doc["quantiles"] = {"method": f"log-bucketed histogram, {1 << MANTISSA_BITS} buckets per "
+                                  f"power of two; exact max and min", "relative_error": RELATIVE_ERROR}
+    for loss in report.result.losses:
+        if loss.definition.per_row:
+            doc["losses"][loss.key]["quantiles"] = per_model(loss)
+    if report.state.distributions.residuals:
+        doc["residuals"] = {"of": "prediction - label", "quantiles": per_model(None)}
 
 
 def _add_slices(doc: dict, state: Any, cis: list | None, min_rows: int, sort: str | None) -> None:
@@ -302,8 +329,39 @@ def _markdown(doc: dict) -> str:
                      else _md_cell(r[0])]
             lines.append("| " + " | ".join(cells + [_md_cell(x) for x in r[1:]]) + " |")
         lines.append("")
+        if title == "slices":
+            lines += _mermaid_slices(doc)
     lines.append(_summary(doc))
     return "\n".join(lines) + "\n"
+
+
+MERMAID_SLICES = 20  # bars in the Markdown chart of the slices
+
+
+def _mermaid_slices(doc: dict) -> list[str]:
+    """A Mermaid bar chart of the slices (GitHub renders ``xychart-beta`` in Markdown)."""
+    key = doc.get("slices_sort") or next(iter(doc["losses"]))
+    slices = [s for s in doc["slices"] if isinstance(s["losses"].get(key), (int, float))]
+    if not slices:
+        return []
+    shown = slices[:MERMAID_SLICES]
+    by = ", ".join(doc["columns"]["by"])
+    title = f"{key} by {by}" + (", worst first" if doc.get("slices_sort") else "")
+    if len(slices) > len(shown):
+        title += f" (the first {len(shown)} of {len(slices)})"
+
+    def text(t: str) -> str:  # a Mermaid string: no double quotes or brackets inside
+        return '"' + "".join(c for c in t if c not in '"[]') + '"'
+
+    def number(v: float) -> str:  # 6 significant digits, positional (no exponent for the parser)
+        from decimal import Decimal
+
+        return format(Decimal(f"{v:.6g}"), "f")
+
+    labels = ", ".join(text(", ".join(_key_text(v) for v in s["key"].values())) for s in shown)
+    values = ", ".join(number(s["losses"][key]) for s in shown)
+    return ["```mermaid", "xychart-beta", f"    title {text(title)}", f"    x-axis [{labels}]",
+            f"    y-axis {text(key)}", f"    bar [{values}]", "```", ""]
 
 
 def _summary(doc: dict) -> str:
