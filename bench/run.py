@@ -903,6 +903,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="time 'lossctl eval --ci' against plain eval on the regression Parquet and CSV files",
     )
+    ap.add_argument(
+        "--report-overhead",
+        action="store_true",
+        help="time 'lossctl eval --quantiles' and '--html' against plain eval on the regression Parquet file",
+    )
     ap.add_argument("--seed", type=int, default=20240607, help="data seed")
     ap.add_argument(
         "--timeout",
@@ -921,7 +926,8 @@ def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     lossctl = find_lossctl()
     results: dict[str, Any] = {}
     reg = None
-    lossctl_only = (args.ci_overhead or "memory" in args.tasks) and "lossctl" in args.tools
+    lossctl_only = (args.ci_overhead or args.report_overhead or "memory" in args.tasks) \
+        and "lossctl" in args.tools
     if {"csv", "parquet"} & set(args.tasks) or lossctl_only:
         reg = make_regression(directory, args.rows, args.seed, f"regression-{args.rows}")
     mc = make_multiclass(directory, args.mc_rows, args.seed) if "multiclass" in args.tasks else None
@@ -975,6 +981,11 @@ def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     elif args.ci_overhead:
         assert reg is not None
         run_ci_overhead(args, reg, lossctl, results)
+    if args.report_overhead and "lossctl" not in args.tools:
+        print("\nreport overhead not measured: lossctl is not among --tools")
+    elif args.report_overhead:
+        assert reg is not None
+        run_report_overhead(args, directory, reg, lossctl, results)
     report_targets(args, results)
     return results
 
@@ -1140,6 +1151,47 @@ def run_ci_overhead(
             "wall_target": CI_WALL_TARGET,
             "values_identical": same,
         }
+    print()
+    print("\n".join(lines))
+
+
+def run_report_overhead(
+    args: argparse.Namespace, directory: Path, reg: Dataset, lossctl: str | None, results: dict[str, Any]
+) -> None:
+    """``eval --quantiles`` and ``eval --html`` vs plain ``eval`` on the regression Parquet file.
+
+    Context, not a target: the per-row sketches cost a pass over each loss's
+    per-row values, the page a few matplotlib figures (a fixed cost).
+    """
+    base = [lossctl or "lossctl", *lossctl_args("parquet", reg.files["parquet"])]
+    page = directory / "report-overhead.html"
+    entries = {
+        "lossctl": Entry("lossctl eval parquet", base, "lossctl"),
+        "lossctl --quantiles": Entry("lossctl eval --quantiles parquet", [*base, "--quantiles"], "lossctl"),
+        "lossctl --html": Entry("lossctl eval --html parquet", [*base, "--html", str(page)], "lossctl"),
+    }
+    if lossctl is None:
+        for entry in entries.values():
+            entry.status = "FAILED (lossctl executable not found)"
+    run_entries("report", entries, args.repeat, args.timeout)
+    name = "report_overhead_parquet"
+    report_task(f"report-overhead: {Path(reg.files['parquet']).name}", entries, reg, "lossctl", results, name)
+    plain = entries["lossctl"]
+    lines = []
+    for key in ("lossctl --quantiles", "lossctl --html"):
+        measured = ratios(entries[key], plain)
+        if measured is None:
+            lines.append(f"{key} not measured: eval {plain.status}, {key} {entries[key].status}")
+            continue
+        wall, rss = measured
+        same = "identical" if plain.values == entries[key].values else "DIFFER"
+        lines.append(f"{key.split()[1]} costs {wall:.2f}x the wall time of plain eval, {rss:.2f}x the "
+                     f"peak RSS; point values {same}")
+        results[name][key.split()[1].lstrip("-") + "_vs_plain"] = {"wall_ratio": wall, "rss_ratio": rss}
+    if page.exists():
+        lines.append(f"the page is {page.stat().st_size / 1e3:,.0f} kB")
+        results[name]["page_bytes"] = page.stat().st_size
+        page.unlink()
     print()
     print("\n".join(lines))
 

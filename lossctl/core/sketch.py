@@ -53,8 +53,13 @@ def bucket_keys(x: np.ndarray) -> np.ndarray:
     Branch-free (``np.where`` on a random sign is several times slower): a
     negative value's magnitude key is mirrored below the zero key by ``^ -1``.
     """
-    bits = (x + 0.0).view(np.int64)  # (+ 0.0 turns -0.0 into 0.0)
-    return (((bits & _MAGNITUDE) >> _INT_SHIFT) ^ (bits >> 63)) + _ZERO_KEY
+    keys = (x + 0.0).view(np.int64)  # (+ 0.0 turns -0.0 into 0.0); a new array, changed in place
+    sign = keys >> 63
+    keys &= _MAGNITUDE
+    keys >>= _INT_SHIFT
+    keys ^= sign
+    keys += _ZERO_KEY
+    return keys
 
 
 def _from_ordered(keys: np.ndarray) -> np.ndarray:
@@ -143,13 +148,14 @@ class SketchState:
             return
         keys = bucket_keys(values)
         first = int(keys.min())
-        counts = np.bincount(keys - first)
+        keys -= first
+        counts = np.bincount(keys)
         present = np.flatnonzero(counts)
         codes = self._codes(present + first)
         self.rows[codes] += counts[present]
         lookup = np.empty(len(counts), dtype=np.int64)
         lookup[present] = codes
-        row_codes = lookup[keys - first]
+        row_codes = lookup[keys]
         np.minimum.at(self.low, row_codes, values)
         np.maximum.at(self.high, row_codes, values)
         if self.weights is not None:

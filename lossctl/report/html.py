@@ -256,7 +256,9 @@ def _value_table(doc: dict, entries: dict, quantiles: bool) -> str:
             f'<span class="note">{escape(e.get("undefined", "undefined"))}</span>'
         row = [f"<code>{escape(k)}</code> <span class=dir>{_direction(e)}</span>", value]
         if ci:
-            row.append(_ci(e.get("ci")))
+            row.append(_ci(e.get("ci")) if e.get("kind") != "curve" or e.get("ci") else
+                       '<span class=note title="a score histogram keeps no bootstrap buckets">'
+                       'no interval</span>')
         if quant:
             q = e.get("quantiles") or {}
             row += [fmt(q.get(n)) for n in ("p50", "p90", "p99", "max")]
@@ -302,7 +304,7 @@ def _facts(doc: dict, command: str) -> str:
                                           f"buckets, seed {c['seed']}")))
     if "quantiles" in doc:
         q = doc["quantiles"]
-        facts.append(("quantiles", escape(f"{q['method']}: within {q['relative_error'] * 100:.2g}% "
+        facts.append(("quantiles", escape(f"{q['method']}: within {q['relative_error'] * 100:.3g}% "
                                           f"of the value")))
     if "join" in doc:
         j = doc["join"]
@@ -358,17 +360,24 @@ def _slices(doc: dict) -> str:
             continue
         ordered = _worst_first(slices, k, e.get("higher_is_better", False),
                                lambda s, k=k: s["losses"].get(k))
-        shown = [s for s in ordered if s["losses"].get(k) is not None][:MAX_SLICE_BARS]
+        valued = [s for s in ordered if s["losses"].get(k) is not None]
+        shown = valued[:MAX_SLICE_BARS]
         if not shown:
             continue
         charts += 1
         bars = plots.Bars([_key_text(s["key"]) for s in shown], [s["losses"][k] for s in shown],
                           [tuple((s.get("ci") or {}).get(k) or ()) or None for s in shown],
                           e["value"], f"{k} ({_direction(e)})")
-        more = len(ordered) - len(shown)
+        notes = []
+        if len(valued) > len(shown):
+            notes.append(f"The {len(shown)} worst of {fmt(len(valued))} slices; the others are in "
+                         f"the table below.")
+        if len(ordered) > len(valued):
+            n = len(ordered) - len(valued)
+            notes.append(f"{fmt(n)} slice{' has' if n == 1 else 's have'} no value (no weight, or "
+                         f"undefined) and {'is' if n == 1 else 'are'} left out.")
         out.append(f"<h3><code>{escape(k)}</code> by slice</h3>")
-        out.append(_figure(plots.slice_bars(bars), f"The {MAX_SLICE_BARS} worst of {fmt(len(ordered))}"
-                           " slices; the others are in the table below." if more > 0 else ""))
+        out.append(_figure(plots.slice_bars(bars), " ".join(notes)))
     out.append(_slice_table(doc))
     out.append("</section>\n")
     return "".join(out)

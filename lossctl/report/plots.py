@@ -168,6 +168,8 @@ def _slice_bars(fig: Any, ax: Any, b: Bars) -> None:
     ax.set_yticks(y, [_label(t) for t in b.labels])
     ax.set_ylim(len(y) - 0.5, -0.5)
     ax.grid(axis="y", visible=False)
+    if values.min() >= 0:  # bars of values >= 0 start at 0; all zero: a unit axis
+        ax.set_xlim(0, None if ax.get_xlim()[1] > 0 and values.max() > 0 else 1)
     ax.set_xlabel(b.xlabel)
     _number_axis(ax.xaxis)
 
@@ -269,16 +271,20 @@ def plot_range(series: Sequence[Series], signed: bool) -> tuple[np.ndarray, bool
     """
     rows = max(s.rows for s in series)
     bins = int(min(60, max(10, round(2 * rows ** (1 / 3)))))  # Rice's rule: 17 for 600 rows
-    lows = np.concatenate([s.low[s.weight > 0] for s in series])
-    highs = np.concatenate([s.high[s.weight > 0] for s in series])
+    used = [(s.weight > 0) & np.isfinite(s.low) & np.isfinite(s.high) for s in series]
+    lows = np.concatenate([s.low[u] for s, u in zip(series, used, strict=True)])
+    highs = np.concatenate([s.high[u] for s, u in zip(series, used, strict=True)])
+    if not lows.size:  # (only infinite values: an axis around 0; the caption says the rest)
+        lows = highs = np.zeros(1)
     lo, hi = float(lows.min()), float(highs.max())
-    positive = np.concatenate([s.low[(s.weight > 0) & (s.low > 0)] for s in series])
+    positive = lows[lows > 0]
     if not signed and positive.size and hi > 0 and hi / float(positive.min()) > 100:
         return np.geomspace(float(positive.min()), hi, bins + 1), True, 0.0
     if signed:
         qs = [_weight_quantiles(s, (0.005, 0.995)) for s in series]
         lo, hi = min(q[0] for q in qs), max(q[1] for q in qs)
-    if not hi > lo:
+    if not hi > lo:  # one value: in the middle of the middle bin of an odd count
+        bins += 1 - bins % 2
         lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
     edges = np.linspace(lo, hi, bins + 1)
     total = sum(float(s.weight.sum()) for s in series)
@@ -334,15 +340,19 @@ def _reliability(fig: Any, axes: Any, r: Reliability) -> None:
         width = (bins[0]["upper"] - bins[0]["lower"]) if bins else 0.1
         centres = np.array([(b["lower"] + b["upper"]) / 2 for b in bins])
         offset = (i - (n - 1) / 2) * width / n
-        bottom.bar(centres + offset, [b["rows"] for b in bins], width=width / n * 0.9,
-                   color=colour if n > 1 else SKY, edgecolor=colour, linewidth=0.5,
-                   label=name or None)
+        bars = bottom.bar(centres + offset, [b["rows"] for b in bins], width=width / n * 0.9,
+                          color=colour if n > 1 else SKY, edgecolor=colour, linewidth=0.5,
+                          label=name or None)
+        if n == 1 and len(bins) <= 20:  # small counts stay readable
+            bottom.bar_label(bars, labels=[f"{b['rows']:,}" if b["rows"] else "" for b in bins],
+                             fontsize=7.5, padding=1.5, color=INK)
     top.set_xlim(0, 1)
     top.set_ylim(-0.03, 1.03)
     top.set_ylabel(r.ylabel)
     top.legend(loc="upper left")
     bottom.set_xlabel(r.xlabel)
     bottom.set_ylabel("rows per bin")
+    bottom.set_ylim(0, bottom.get_ylim()[1] * 1.2)
     _number_axis(bottom.yaxis)
 
 
