@@ -481,16 +481,18 @@ def _histogram(d: Distribution, weighted: bool) -> str:
     svg = plots.histogram(plots.Histogram(d.series, d.xlabel + (", log scale" if log else ""),
                                           share, log, edges, marks))
     notes = []
+    what = "weight" if weighted else "rows"
+    at_zero = 0.0
     if log:
         for s in d.series:
-            at_zero = float(s.weight[s.high <= 0].sum())
-            total = float(s.weight.sum())
-            if at_zero > 0:
+            share = float(s.weight[s.high <= 0].sum()) / float(s.weight.sum())
+            at_zero = max(at_zero, share)
+            if share > 0:
                 who = f"{s.name}: " if s.name else ""
-                notes.append(f"{who}{at_zero / total * 100:.3g}% of the "
-                             f"{'weight' if weighted else 'rows'} at 0 or below (not on the log axis)")
-    if outside > 0:
-        notes.append(f"the axis leaves out the outermost {outside * 100:.2g}% (see min and max)")
+                notes.append(f"{who}{share * 100:.3g}% of the {what} at 0 (not on the log axis)")
+    if outside - at_zero > 1e-12:
+        notes.append(f"the axis leaves out the outermost {(outside - at_zero) * 100:.2g}% of the "
+                     f"{what} (see the quantiles below)")
     names = ["min", "p1", "p10", "p50", "p90", "p99", "max"] if d.signed else ["p50", "p90", "p99",
                                                                               "max"]
     if single is not None:

@@ -266,8 +266,10 @@ def plot_range(series: Sequence[Series], signed: bool) -> tuple[np.ndarray, bool
     """Bin edges for a distribution: log-spaced when values are positive and span decades.
 
     Returns the edges, whether the axis is logarithmic, and the share of the
-    weight outside them (a linear axis leaves out the 0.5% tails of each side
-    of a signed distribution, so the bulk stays readable).
+    weight outside them: a log axis starts at the 0.1% quantile (not at a
+    smallest value 10 decades below the bulk) and leaves out values at 0; a
+    linear axis of a signed distribution leaves out 0.5% on each side, so
+    the bulk stays readable.
     """
     rows = max(s.rows for s in series)
     bins = int(min(60, max(10, round(2 * rows ** (1 / 3)))))  # Rice's rule: 17 for 600 rows
@@ -278,8 +280,11 @@ def plot_range(series: Sequence[Series], signed: bool) -> tuple[np.ndarray, bool
         lows = highs = np.zeros(1)
     lo, hi = float(lows.min()), float(highs.max())
     positive = lows[lows > 0]
-    if not signed and positive.size and hi > 0 and hi / float(positive.min()) > 100:
-        return np.geomspace(float(positive.min()), hi, bins + 1), True, 0.0
+    log = not signed and positive.size and hi > 0 and hi / float(positive.min()) > 100
+    if log:
+        low = max(float(positive.min()), min(_weight_quantiles(s, (0.001,))[0] for s in series))
+        edges = np.geomspace(low, hi, bins + 1)
+        return edges, True, _outside(series, edges, True)
     if signed:
         qs = [_weight_quantiles(s, (0.005, 0.995)) for s in series]
         lo, hi = min(q[0] for q in qs), max(q[1] for q in qs)
@@ -287,10 +292,18 @@ def plot_range(series: Sequence[Series], signed: bool) -> tuple[np.ndarray, bool
         bins += 1 - bins % 2
         lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
     edges = np.linspace(lo, hi, bins + 1)
-    total = sum(float(s.weight.sum()) for s in series)
-    inside = sum(float(np.diff(cumulative(s, edges[[0, -1]], False))[0]
-                       + _mass_at(s, edges[0])) for s in series)
-    return edges, False, max(0.0, 1 - inside / total) if total > 0 else 0.0
+    return edges, False, _outside(series, edges, False)
+
+
+def _outside(series: Sequence[Series], edges: np.ndarray, log: bool) -> float:
+    """The share of the weight (of the heaviest series) outside the edges."""
+    out = 0.0
+    for s in series:
+        total = float(s.weight.sum())
+        if total > 0:
+            inside = float(np.diff(cumulative(s, edges[[0, -1]], log))[0]) + _mass_at(s, edges[0])
+            out = max(out, 1 - inside / total)
+    return max(0.0, out)
 
 
 def _mass_at(s: Series, x: float) -> float:
