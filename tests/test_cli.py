@@ -1098,21 +1098,23 @@ def test_list_width_change_between_files_names_the_file(tmp_path: Path) -> None:
     assert f"{tmp_path / 'b.parquet'}, row 1," in r.err
 
 
-EXTRAS = ("dask", "distributed", "matplotlib", "pandas", "sklearn", "scipy", "polars", "duckdb",
-          "fsspec")
+EXTRAS = ("dask", "distributed", "matplotlib", "PIL", "html5lib", "pandas", "sklearn", "scipy",
+          "polars", "duckdb", "fsspec")
 
 
 @pytest.mark.parametrize("args", [
     ["eval", "{csv}", "-l", "y", "-p", "p", "-f", "json"],
     ["eval", "{parquet}", "-l", "y", "-p", "p", "-f", "value", "-m", "mse"],
     ["eval", "{parquet}", "-l", "y", "-p", "p", "--by", "s", "--ci", "--top", "1", "mse", "--keep", "s"],
+    ["eval", "{csv}", "-l", "y", "-p", "p", "--quantiles", "-f", "markdown", "--by", "s"],
     ["eval", "{jsonl}", "{arrow}", "{orc}", "-l", "y", "-p", "p", "-f", "csv"],
     ["rows", "{csv}", "{csv}", "-l", "y", "-p", "p", "-o", "-"],
     ["merge", "{state}", "{state}", "-f", "markdown"],
     ["losses", "-f", "json"],
     ["--version"],
     ["eval", "--help"],
-], ids=["eval-csv", "eval-parquet", "eval-slices-ci-top", "eval-jsonl-arrow-orc", "rows", "merge",
+], ids=["eval-csv", "eval-parquet", "eval-slices-ci-top", "eval-quantiles-markdown",
+        "eval-jsonl-arrow-orc", "rows", "merge",
         "losses", "version", "help"])
 def test_commands_never_import_an_extra(args: list[str], tmp_path: Path) -> None:
     """The base install imports no extra: pandas alone costs half a second of start-up, and

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_run import proc_env, report, run
+from cli_run import report, run
 from conftest import write_csv
 
 from lossctl.report.html import PageData, render_page
@@ -218,6 +217,30 @@ def test_merge_page(reg, tmp_path: Path) -> None:
     assert "saved without per-row distributions" in without.read_text()
 
 
+def test_merged_calibration_needs_every_shard_to_keep_it(binary, tmp_path: Path) -> None:
+    """Reliability bins are kept by --html only: merged with a --quantiles shard, they are dropped."""
+    df = binary.df
+    parts = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    write_csv(df.iloc[:700], parts[0])
+    write_csv(df.iloc[700:], parts[1])
+    states = {}
+    for i, extra in enumerate((["--html", tmp_path / "a.html"], ["--html", tmp_path / "b.html"],
+                               ["--quantiles"])):
+        states[i] = tmp_path / f"s{i}.json"
+        r = run("runner", ["eval", parts[min(i, 1)], "-l", "z", "-p", "prob", "-m", "bce", *extra,
+                           "--emit-state", states[i], "-f", "json"])
+        assert r.code == 0, r.err
+    both, mixed = tmp_path / "both.html", tmp_path / "mixed.html"
+    html_run(["merge", states[0], states[1]], both)
+    html_run(["merge", states[0], states[2]], mixed)
+    assert "calibration" in sections(both) and "calibration" not in sections(mixed)
+    assert "distributions" in sections(mixed)
+    whole = tmp_path / "whole.html"
+    html_run(["eval", binary["csv"], "-l", "z", "-p", "prob", "-m", "bce"], whole)
+    bins = re.compile(r"<summary>Bins as a table</summary>.*?</table>", re.S)
+    assert bins.search(both.read_text()).group(0) == bins.search(whole.read_text()).group(0)
+
+
 def test_text_from_the_data_is_escaped(tmp_path: Path) -> None:
     data = tmp_path / "x.csv"
     data.write_text('seg,y,p\n"<b>bold</b>",1,2\n"a&b",2,2.5\n"<script>x</script>",3,1\n')
@@ -260,20 +283,6 @@ def test_without_matplotlib_one_clear_line(reg, tmp_path: Path, monkeypatch) -> 
     assert r.err.strip().splitlines() == [
         "lossctl: error: --html needs matplotlib, the optional extra lossctl[report]: "
         "pip install 'lossctl[report]'"]
-
-
-@pytest.mark.parametrize("args", [["--version"], ["eval", "{csv}", "-l", "y", "-p", "p", "-f", "json"],
-                                  ["eval", "{csv}", "-l", "y", "-p", "p", "--quantiles", "-f", "json"]])
-def test_no_plotting_library_unless_html(args: list[str], tmp_path: Path) -> None:
-    csv_path = tmp_path / "d.csv"
-    csv_path.write_text("y,p\n1,2\n3,4.5\n")
-    argv = [a.format(csv=csv_path) for a in args]
-    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "lossctl", *argv],
-                       capture_output=True, env=proc_env(), timeout=120, stdin=subprocess.DEVNULL)
-    assert p.returncode == 0, p.stderr.decode()
-    imported = {ln.rsplit("|", 1)[-1].strip().split(".")[0] for ln in p.stderr.decode().splitlines()
-                if ln.startswith("import time:")}
-    assert not imported & {"matplotlib", "PIL", "html5lib"}
 
 
 def test_page_size_is_flat_in_the_rows(tmp_path: Path) -> None:

@@ -219,12 +219,7 @@ class _Side:
     def _codes(self, keys: Array) -> Array:
         """Codes of ``keys``; new keys get new codes, appended."""
         uniq, inverse = np.unique(keys, return_inverse=True)
-        codes = np.empty(len(uniq), dtype=np.int64)
-        known = np.zeros(len(uniq), dtype=bool)
-        if len(self.sorted_keys) and len(uniq):
-            pos = np.minimum(np.searchsorted(self.sorted_keys, uniq), len(self.sorted_keys) - 1)
-            known = self.sorted_keys[pos] == uniq
-            codes[known] = self.sorted_codes[pos[known]]
+        codes, known = known_codes(self.sorted_keys, self.sorted_codes, uniq)
         new = uniq[~known]
         if len(new):
             start = len(self.keys)
@@ -289,6 +284,20 @@ class _Side:
 
 
 _ALL_ONES = np.iinfo(np.uint64).max
+
+
+def known_codes(sorted_keys: Array, sorted_codes: Array, uniq: Array) -> tuple[Array, Array]:
+    """Codes of the sorted, distinct ``uniq`` in a code book (its keys sorted, with their codes).
+
+    Returns the codes (undefined where not known) and which keys are known.
+    """
+    codes = np.empty(len(uniq), dtype=np.int64)
+    known = np.zeros(len(uniq), dtype=bool)
+    if len(sorted_keys) and len(uniq):
+        pos = np.minimum(np.searchsorted(sorted_keys, uniq), len(sorted_keys) - 1)
+        known = sorted_keys[pos] == uniq
+        codes[known] = sorted_codes[pos[known]]
+    return codes, known
 
 
 class _Hist:

@@ -101,10 +101,17 @@ class Distributions:
             self.bins.add(y, p, w, None)
 
     def merge(self, other: Distributions) -> None:
+        """Add ``other``'s sketches (both must keep them: see the state's signature) and bins.
+
+        Reliability bins are only for the page: a merge keeps them when both
+        states have them, and else drops them (whatever the order).
+        """
         for key, sketch in self.sketches.items():
             sketch.merge(other.sketches[key])
         if self.bins is not None and other.bins is not None:
             self.bins.merge(other.bins)
+        else:
+            self.bins = None
 
     # -- reading ------------------------------------------------------------
 
@@ -146,8 +153,7 @@ class Distributions:
     def to_json(self, names: dict[tuple, str]) -> dict[str, Any]:
         return {"sketches": {self._name(k, names): s.to_json() for k, s in self.sketches.items()}
                 if self.quantiles else None,
-                "calibration": {"bins": self.bins.to_json() if self.bins is not None else None}
-                if self.calibration else None}
+                "calibration": self.bins.to_json() if self.bins is not None else None}
 
     def load(self, data: dict, names: dict[tuple, str]) -> None:
         """Fill this (empty) state from :meth:`to_json`'s output."""
@@ -155,5 +161,4 @@ class Distributions:
             self.sketches[key] = SketchState.from_json(data["sketches"][self._name(key, names)],
                                                        self.weighted)
         if self.bins is not None and self._bins_spec is not None:
-            self.bins = BinnedState.from_json(self._bins_spec, data["calibration"]["bins"],
-                                              self.weighted)
+            self.bins = BinnedState.from_json(self._bins_spec, data["calibration"], self.weighted)

@@ -30,6 +30,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from .components import known_codes
 from .exact import ExactSum, GroupedSum
 
 MANTISSA_BITS = 6
@@ -116,12 +117,7 @@ class SketchState:
 
     def _codes(self, keys: np.ndarray) -> np.ndarray:
         """Codes of sorted, distinct ``keys``; new keys get new codes."""
-        codes = np.empty(len(keys), dtype=np.int64)
-        known = np.zeros(len(keys), dtype=bool)
-        if len(self._sorted) and len(keys):
-            pos = np.minimum(np.searchsorted(self._sorted, keys), len(self._sorted) - 1)
-            known = self._sorted[pos] == keys
-            codes[known] = self._sorted_codes[pos[known]]
+        codes, known = known_codes(self._sorted, self._sorted_codes, keys)
         new = keys[~known]
         if len(new):
             start, n = len(self.keys), len(new)

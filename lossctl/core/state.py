@@ -324,8 +324,7 @@ class EvalState:
                 "by": self.slice_keys.columns if self.slice_keys is not None else None,
                 "buckets": self.buckets, "seed": self.seed,
                 "top": [self.top.key, self.top.n] if self.top is not None else None,
-                "quantiles": self.distributions.quantiles,
-                "calibration": self.distributions.calibration}
+                "quantiles": self.distributions.quantiles}
 
     def merge(self, other: EvalState) -> EvalState:
         """Fold ``other`` into this state (exact: order does not matter)."""

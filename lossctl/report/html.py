@@ -35,7 +35,6 @@ MAX_TABLE_ROWS = 500  # rows of the slice table on the page (the JSON report has
 class Distribution:
     """One per-row distribution to draw: a mean's per-row values, or the residuals."""
 
-    key: str  # the loss key ("" for residuals)
     title: str
     xlabel: str
     signed: bool
@@ -100,14 +99,14 @@ def page_data(report: Report, doc: dict) -> PageData:
             continue
         unit = _UNITS.get(loss.name, "").format(label=label)
         data.distributions.append(Distribution(
-            loss.key, f"Per-row {loss.key}", f"{loss.key} of a row" + (f" ({unit})" if unit else ""),
+            f"Per-row {loss.key}", f"{loss.key} of a row" + (f" ({unit})" if unit else ""),
             False, series, doc["losses"][loss.key].get("quantiles")))
     residuals = [_series(name, b) for name, st in models.items()
                  if (b := st.distributions.buckets(None)) is not None and b.weight.sum() > 0]
     if residuals:
-        pred = ", ".join(doc["columns"].get("prediction") or doc["columns"].get("candidate") or [])
+        pred = ", ".join(doc["columns"]["prediction"]) if "prediction" in doc["columns"] else "prediction"
         data.distributions.append(Distribution(
-            "", "Residuals", f"residual: {pred} − {label} (units of {label}; > 0: over-predicted)",
+            "Residuals", f"residual: {pred} − {label} (units of {label}; > 0: over-predicted)",
             True, residuals, doc.get("residuals", {}).get("quantiles")))
     results = {"": report.result} if report.baseline is None else \
         {"baseline": report.baseline, "candidate": report.result}
@@ -333,7 +332,8 @@ def _checks(doc: dict) -> str:
 # -- slices --------------------------------------------------------------------
 
 
-def _worst_first(slices: list[dict], key: str, higher_is_better: bool, value: Any) -> list[dict]:
+def _worst_first(slices: list[dict], higher_is_better: bool, value: Any) -> list[dict]:
+    """``slices`` ordered by ``value(slice)``, the worst first, those without a value last."""
     sign = -1.0 if higher_is_better else 1.0
 
     def order(s: dict) -> tuple:
@@ -358,7 +358,7 @@ def _slices(doc: dict) -> str:
     for k, e in doc["losses"].items():
         if charts >= MAX_SLICE_CHARTS or e.get("value") is None:
             continue
-        ordered = _worst_first(slices, k, e.get("higher_is_better", False),
+        ordered = _worst_first(slices, e.get("higher_is_better", False),
                                lambda s, k=k: s["losses"].get(k))
         valued = [s for s in ordered if s["losses"].get(k) is not None]
         shown = valued[:MAX_SLICE_BARS]
@@ -391,17 +391,12 @@ def _slice_table(doc: dict) -> str:
             + [fmt(doc["losses"][k].get("value")) for k in losses]]
     for s in slices[:MAX_TABLE_ROWS]:
         rows.append([escape("null" if s["key"][c] is None else str(s["key"][c])) for c in by]
-                    + [fmt(s["rows"])] + [fmt(_slice_value(s, k)) for k in losses])
+                    + [fmt(s["rows"])] + [fmt(s["losses"].get(k)) for k in losses])
     note = f"<p class=note>The first {MAX_TABLE_ROWS} of {fmt(len(slices))} slices; the JSON " \
            f"report (-f json) has them all.</p>" if len(slices) > MAX_TABLE_ROWS else ""
     return "<details><summary>All slices as a table</summary>" + \
         _table([escape(c) for c in by] + ["rows"] + [f"<code>{escape(k)}</code>" for k in losses],
                rows, numeric=range(len(by), len(by) + 1 + len(losses))) + note + "</details>"
-
-
-def _slice_value(s: dict, k: str) -> Any:
-    v = s["losses"].get(k)
-    return v.get("candidate") if isinstance(v, dict) else v
 
 
 def _compare_slices(doc: dict) -> str:
@@ -413,7 +408,9 @@ def _compare_slices(doc: dict) -> str:
         entries = [(s, v) for s, v in entries if isinstance(v, dict) and v.get("relative") is not None]
         if not entries:
             continue
-        entries = entries[:MAX_SLICE_BARS * 2]
+        # the worst first: the largest relative change for the worse (a rise of a loss)
+        sign = -1.0 if e.get("higher_is_better") else 1.0
+        entries = sorted(entries, key=lambda sv: -sign * sv[1]["relative"])[:MAX_SLICE_BARS]
         f = plots.Forest([_key_text(s["key"]) for s, _ in entries], [v["relative"] for _, v in entries],
                          [tuple(v["relative_ci"]) if v.get("relative_ci") else None for _, v in entries],
                          [v.get("verdict") for _, v in entries],

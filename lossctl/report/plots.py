@@ -31,13 +31,14 @@ VERDICT_COLOURS = {"better": GREEN, "worse": VERMILLION}
 WIDTH = 8.0  # inches: 768 CSS pixels, readable on a laptop, text at 10 pt
 FONTS = ["DejaVu Sans", "Helvetica", "Arial"]  # then the generic sans-serif
 _RC = {
+    # text as text (no glyph paths), fixed ids (the same page every run), never a linked image
     "svg.fonttype": "none", "svg.hashsalt": "lossctl", "svg.image_inline": True,
     "font.family": "sans-serif", "font.sans-serif": FONTS, "font.size": 10,
     "axes.spines.top": False, "axes.spines.right": False, "axes.edgecolor": "#555555",
     "axes.grid": True, "grid.color": "#e6e6e6", "grid.linewidth": 0.8, "axes.axisbelow": True,
     "axes.titlesize": 11, "axes.titleweight": "bold", "axes.titlelocation": "left",
     "axes.labelcolor": INK, "xtick.color": "#444444", "ytick.color": "#444444",
-    "legend.frameon": False, "figure.dpi": 96, "lines.solid_capstyle": "butt",
+    "legend.frameon": False, "lines.solid_capstyle": "butt",
 }
 ID_PREFIX = "fig-"  # element ids of a figure; the page numbers them (see :func:`number_ids`)
 
