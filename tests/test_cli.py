@@ -1145,3 +1145,12 @@ def test_commands_never_import_an_extra(args: list[str], tmp_path: Path) -> None
     if args[0] == "--version":
         assert "numpy" not in imported and "pyarrow" not in imported
     assert not [m for m in imported if m.split(".")[0] in EXTRAS]
+
+
+def test_ratio_metric_of_overflowing_values_is_null_not_a_traceback(tmp_path: Path) -> None:
+    """Was: r2 (chosen by default) on values near 1e200 raised OverflowError."""
+    path = tmp_path / "big.csv"
+    path.write_text("y,p\n1e200,2e200\n3e200,1e200\n")
+    doc = report("runner", ["eval", path, "-l", "y", "-p", "p"])
+    assert doc["losses"]["r2"]["value"] is None
+    assert doc["losses"]["mae"]["value"] == 1.5e200

@@ -140,8 +140,22 @@ def value_of(loss: Loss, view: Any, component: tuple | None) -> Any:
             return math.nan
     else:
         inputs = {t.name: view.sum(k) for k, t in loss.terms()}
-    out = d.reduce(inputs, view.weight, loss.params)
-    return out if isinstance(out, np.ndarray) else float(out)
+    try:
+        out = d.reduce(inputs, view.weight, loss.params)
+        return out if isinstance(out, np.ndarray) else float(out)
+    except OverflowError:  # a sum beyond float64 met an exact one: the value in floats (inf, nan)
+        with np.errstate(all="ignore"):
+            floats = {k: np.array([_float(v)]) for k, v in inputs.items()} \
+                if isinstance(inputs, dict) else inputs
+            return float(d.reduce(floats, np.array([_float(view.weight)]), loss.params)[0])
+
+
+def _float(v: Any) -> float:
+    """A Fraction as the nearest float, +-inf beyond the float64 range."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
 
 
 def details_of(loss: Loss, view: ExactView, component: tuple | None) -> dict:
