@@ -26,7 +26,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"lossctl: error: {message}", err=True)
+    from .io.fs import redact  # (light: no pyarrow) no credential in any message
+
+    click.echo(f"lossctl: error: {redact(message)}", err=True)
     sys.exit(code)
 
 

@@ -227,3 +227,32 @@ def multiclass(tmp_path_factory: pytest.TempPathFactory) -> DataSet:
     f["lists"] = d / "mc_lists.parquet"
     pq.write_table(lists, f["lists"], row_group_size=400)
     return ds
+
+
+# --------------------------------------------------------------------------
+# Object storage: a moto S3 server on localhost for the whole session
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3() -> Any:
+    """A moto S3 server (subprocess, free port), with lossctl's AWS variables pointing at it.
+
+    The variables are set for the session so in-process runs and real
+    subprocesses alike reach this server, and only it.
+    """
+    pytest.importorskip("moto", reason="the S3 tests need the test extra (moto[server])")
+    from storage import MotoS3
+
+    server = MotoS3()
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    try:
+        yield server
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -13,6 +13,7 @@ from dataclasses import asdict
 
 from ..core.state import STATE_VERSION, EvalState
 from ..errors import UsageError
+from ..io import fs
 from ..io.sinks import write_json_atomic
 from .plan import Columns, Outcome
 
@@ -35,8 +36,7 @@ def save_state(path: str, outcome: Outcome) -> None:
 
 def _load(path: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(fs.read_bytes(path))
     except OSError as e:
         raise UsageError(f"{path}: cannot read state: {e.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError):

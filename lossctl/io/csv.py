@@ -164,6 +164,8 @@ class CsvReader(Reader):
                 while pending:
                     rows = yield from self._collect(pending, [c for c in columns if c not in text], rows)
             except (pa.ArrowException, OSError) as e:
+                if isinstance(e, OSError) and self.source.remote:  # storage: missing, denied, down
+                    raise cannot_read(self.source, e) from None
                 raise InputError(f"{self.source.name}: cannot read as CSV: {short(e)}") from None
             finally:
                 for _, fut in pending:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 
 from ..errors import InputError
+from . import fs
 from .sources import FORMAT_NAMES, Source
 
 
@@ -44,6 +45,8 @@ class Reader:
         f: pa.NativeFile
         if s._stdin_bytes is not None:
             f = pa.BufferReader(s._stdin_bytes)
+        elif fs.is_uri(s.path):
+            f = fs.open_input(s.path)
         else:
             # plain reads, not a memory map: mapped pages would count as our memory
             f = pa.OSFile(s.path)
@@ -117,4 +120,6 @@ def short(e: Exception) -> str:
 
 
 def cannot_read(source: Source, e: Exception) -> InputError:
+    if isinstance(e, OSError) and source.remote:  # storage, not format: missing, denied, down
+        return fs.failure(source.path, e, "read")
     return InputError(f"{source.name}: cannot read as {FORMAT_NAMES[source.format]}: {short(e)}")

@@ -3,7 +3,10 @@
 A file is written under a temporary name beside its destination and renamed
 only when complete, so an interrupted run never leaves a half-written file
 under the name asked for.  An existing file is replaced only with ``force``,
-and never when it is one of the inputs.
+and never when it is one of the inputs.  Destinations may be URIs
+(:mod:`lossctl.io.fs`): the object is uploaded under the temporary name and
+moved to its name when complete; on failure or Ctrl-C the temporary object
+is deleted, so no object ever appears under the final name half-written.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import UsageError
-from . import arrow
+from . import arrow, fs
 
 
 def check_destination(path: str, force: bool, inputs: list[str]) -> None:
     """Refuse to overwrite without ``force``, and refuse always to overwrite an input."""
     if path == "-":
+        return
+    if fs.is_uri(path):
+        _check_uri_destination(path, force, inputs)
         return
     if os.path.exists(path):
         for src in inputs:
@@ -38,24 +44,75 @@ def check_destination(path: str, force: bool, inputs: list[str]) -> None:
         raise UsageError(f"{path}: directory {parent} does not exist")
 
 
+def _check_uri_destination(uri: str, force: bool, inputs: list[str]) -> None:
+    loc = fs.locate(uri)
+    if loc.readonly:
+        raise UsageError(f"{fs.display(uri)}: http(s) URLs are read-only; write elsewhere")
+    if fs.info(uri).type.name == "File":
+        if any(src != "-" and fs.same_file(src, uri) for src in inputs if fs.is_uri(src)):
+            raise UsageError(f"{fs.display(uri)} is an input; write the output elsewhere")
+        if not force:
+            raise UsageError(f"{fs.display(uri)} exists; use --force to replace it")
+    if fs.is_object_store(uri):  # no directories there: the bucket must exist
+        what, parent = "bucket", loc.path.split("/", 1)[0]
+    else:
+        what, parent = "directory", loc.path.rpartition("/")[0] or "/"
+    if fs.info(loc.uri(parent)).type.name == "NotFound":
+        raise UsageError(f"{fs.display(uri)}: {what} {parent} does not exist")
+
+
+def _temporary(path: str) -> str:
+    """``dir/.NAME.lossctl-PID.partial`` beside ``dir/NAME`` (skipped by directory listings)."""
+    head, _, tail = path.rpartition("/")
+    return f"{head}/.{tail}.lossctl-{os.getpid()}.partial" if head else \
+        f".{tail}.lossctl-{os.getpid()}.partial"
+
+
 class AtomicFile:
-    """A file written as ``.NAME.lossctl-PID.partial`` and renamed to ``NAME`` on commit."""
+    """A file written as ``.NAME.lossctl-PID.partial`` and renamed to ``NAME`` on commit.
+
+    For a URI the temporary name is an object beside the destination, moved
+    to it (a server-side copy on object storage) once complete.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.loc = fs.locate(path) if fs.is_uri(path) else None
+        if self.loc is not None:
+            self.tmp = _temporary(self.loc.path)
+            try:
+                self.file: IO[bytes] = self.loc.fs.open_output_stream(self.tmp)  # type: ignore[assignment]
+            except OSError as e:
+                raise fs.failure(path, e, "write") from None
+            return
         head, tail = os.path.split(os.path.abspath(path))
         self.tmp = os.path.join(head, f".{tail}.lossctl-{os.getpid()}.partial")
-        self.file: IO[bytes] = open(self.tmp, "wb")  # noqa: SIM115 (closed by commit/abort)
+        self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed by commit/abort)
 
     def commit(self) -> None:
-        self.file.close()
-        os.replace(self.tmp, self.path)
+        if self.loc is None:
+            self.file.close()
+            os.replace(self.tmp, self.path)
+            return
+        try:
+            self.file.close()  # completes the upload, under the temporary name
+            self.loc.fs.move(self.tmp, self.loc.path)
+        except OSError as e:
+            self.abort()
+            raise fs.failure(self.path, e, "write") from None
 
     def abort(self) -> None:
-        self.file.close()
+        """Drop what was written; the destination is untouched."""
         try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
+            self.file.close()
+        except OSError:  # a failed upload: nothing to complete
+            pass
+        try:
+            if self.loc is None:
+                os.unlink(self.tmp)
+            else:
+                self.loc.fs.delete_file(self.tmp)
+        except (FileNotFoundError, OSError):
             pass
 
 

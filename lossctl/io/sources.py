@@ -1,6 +1,7 @@
 """Inputs: which files a command reads, and how to read each.
 
-Handles paths, ``-`` (stdin), globs and directories of shards (sorted), and
+Handles paths, ``-`` (stdin), globs and directories of shards (sorted), URIs
+of object storage (:mod:`lossctl.io.fs`: the same globs and "directories"), and
 decides each file's format: CSV/TSV or JSON Lines (plain, gzip, zstd),
 Parquet, Arrow IPC (Feather) or ORC, by the magic bytes of the binary
 formats, then extension, then a first ``{`` (JSON Lines), then CSV.  The
@@ -15,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from ..errors import InputError, UsageError
+from . import fs
 from .columns import has_magic
 
 CSV_EXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": ","}
@@ -46,14 +48,26 @@ class Source:
     header: bool = True
     _stdin_bytes: bytes | None = field(default=None, repr=False)
 
+    _size: int | None = field(default=None, repr=False)
+
     @property
     def name(self) -> str:
-        return "<stdin>" if self.path == "-" else self.path
+        """The file as reports and errors name it (a URI without its secrets)."""
+        return "<stdin>" if self.path == "-" else fs.display(self.path)
 
     @property
     def size(self) -> int | None:
-        """Bytes on disk, for progress; None for stdin."""
-        return None if self.path == "-" else os.path.getsize(self.path)
+        """Bytes on disk or in storage, for progress; None for stdin."""
+        if self.path == "-":
+            return None
+        if self._size is None:
+            self._size = fs.size(self.path) if fs.is_uri(self.path) else os.path.getsize(self.path)
+        return self._size
+
+    @property
+    def remote(self) -> bool:
+        """Read over the network: fewer, larger requests pay off."""
+        return fs.is_remote(self.path)
 
 
 # --------------------------------------------------------------------------
@@ -67,6 +81,8 @@ def expand_paths(paths: list[str]) -> list[str]:
     for p in paths:
         if p == "-":
             out.append(p)
+        elif fs.is_uri(p):
+            out.extend(fs.expand(p, data_file))
         elif os.path.isdir(p):
             found = []
             for root, dirs, files in os.walk(p):
@@ -130,7 +146,8 @@ def _decompressed_head(path: str, data: bytes | None, compression: str) -> bytes
     import pyarrow as pa
 
     try:
-        raw = pa.BufferReader(data) if data is not None else pa.OSFile(path)
+        raw = pa.BufferReader(data) if data is not None else \
+            fs.open_input(path) if fs.is_uri(path) else pa.OSFile(path)
         with pa.CompressedInputStream(raw, compression) as f:
             return f.read(_HEAD)
     except (pa.ArrowException, OSError):
@@ -147,12 +164,19 @@ def open_source(path: str, input_format: str | None = None, delimiter: str | Non
         stdin_bytes = _read_stdin()
         head = stdin_bytes[:_HEAD]
     else:
-        ext, comp = _split_ext(path)
-        try:
-            with open(path, "rb") as f:
-                head = f.read(_HEAD)
-        except OSError as e:
-            raise InputError(f"{path}: cannot read ({e.strerror})") from None
+        ext, comp = _split_ext(fs.display(path))
+        if fs.is_uri(path):
+            with fs.open_input(path) as f:
+                try:
+                    head = f.read(_HEAD)
+                except OSError as e:
+                    raise fs.failure(path, e, "read") from None
+        else:
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(_HEAD)
+            except OSError as e:
+                raise InputError(f"{path}: cannot read ({e.strerror})") from None
     sniffed_fmt, sniffed_comp = _sniff(head)
     comp = comp or sniffed_comp
     fmt = input_format or sniffed_fmt or FORMAT_EXT.get(ext)

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..core.losses import Loss, parse_loss
 from ..errors import UsageError
+from ..io import fs
 
 OPS = ("<=", ">=", "<", ">")
 _RULE = re.compile(r"^\s*(?P<loss>[^<>\s]+)\s*(?P<op><=|>=|<|>)\s*(?P<num>\S+)\s*$")
@@ -135,8 +136,7 @@ def load_checks_file(path: str) -> Checks:
     relative to the checks file).
     """
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = fs.read_bytes(path)
     except OSError as e:
         raise UsageError(f"{path}: cannot read checks file: {e.strerror}") from None
     data = _parse_checks(path, raw)
@@ -236,10 +236,12 @@ def check_thresholds(rules: list[Threshold], values: dict[str, float], losses: l
 def load_baseline(path: str) -> dict[str, float]:
     """Loss values of an earlier ``lossctl eval -f json`` report, by canonical loss name."""
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+        doc = json.loads(fs.read_bytes(path))
     except OSError as e:
         raise UsageError(f"{path}: cannot read baseline: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: the baseline is not JSON text; make it with lossctl eval -f json") \
+            from None
     except json.JSONDecodeError as e:
         raise UsageError(f"{path}: the baseline is not JSON (line {e.lineno}: {e.msg}); "
                          f"make it with lossctl eval -f json") from None
