@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "evaluate", "EvalState", "Result"]
+__all__ = ["__version__", "evaluate", "evaluate_files", "EvalState", "Result"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "evaluate":
-        from .api import evaluate
+    if name in ("evaluate", "evaluate_files"):
+        from . import api
 
-        return evaluate
+        return getattr(api, name)
     if name in ("EvalState", "Result"):
         from .core import state
 

@@ -19,11 +19,12 @@ import numpy as np
 
 from .core.losses import Loss, default_losses, resolve
 from .core.state import EvalState, Result
-from .errors import InvalidInput
+from .errors import InvalidInput, UsageError
 
 if TYPE_CHECKING:
     from .engine.chunks import Sink
     from .engine.plan import Progress, Request
+    from .io.sinks import RowParts
     from .report.model import Report
 
 
@@ -107,13 +108,48 @@ def evaluate(
     return state.result()
 
 
-def evaluate_request(req: Request, progress: Progress | None = None, sink: Sink | None = None
-                     ) -> Report:
-    """Evaluate a request over its files (the engine) and build its report."""
-    from .engine.local import run_local
+def evaluate_request(req: Request, progress: Progress | None = None, sink: Sink | None = None,
+                     parts: RowParts | None = None) -> Report:
+    """Evaluate a request over its files on its engine and build its report.
+
+    ``sink`` takes per-row values (local engine); ``parts`` is where the
+    Dask engine writes them, one part per unit.
+    """
     from .report.model import make_report
 
-    return make_report(run_local(req, progress, sink), req.confidence)
+    if req.engine == "dask":
+        from .engine.dask import run_dask
+
+        outcome = run_dask(req, progress, parts)
+    elif req.engine == "local":
+        from .engine.local import run_local
+
+        outcome = run_local(req, progress, sink)
+    else:
+        raise UsageError(f"unknown engine {req.engine!r} (local or dask)")
+    return make_report(outcome, req.confidence)
+
+
+def evaluate_files(paths: str | Sequence[str], label: str, pred: str,
+                   losses: Sequence[str] | str | None = None, weight: str | None = None, *,
+                   engine: str = "local", client: Any = None, scheduler: str | None = None,
+                   **options: Any) -> Report:
+    """Evaluate prediction files (paths, globs, directories, URIs) like ``lossctl eval``.
+
+    ``label``/``pred``/``weight`` are column specs as on the command line;
+    ``options`` are :class:`~lossctl.engine.plan.Request` fields (``by``,
+    ``ci``, ``top``, ``keep``, ``nan``...).  ``engine="dask"`` runs on a
+    Dask cluster: ``client`` (a ``distributed.Client`` of yours), else
+    ``scheduler`` (an address), else Dask's configuration, else a local
+    cluster.  The report is the same, bit for bit, on either engine.
+    """
+    from .engine.plan import Request
+
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    losses = [losses] if isinstance(losses, str) else list(losses or [])
+    req = Request(paths=paths, label=label, pred=pred, losses=losses, weight=weight,
+                  engine=engine, client=client, scheduler=scheduler, **options)
+    return evaluate_request(req)
 
 
 def merge_states(paths: list[str], confidence: float = 0.95) -> Report:

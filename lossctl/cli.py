@@ -177,6 +177,34 @@ reading_options = _options(
                  help="Progress bar on stderr (default: only when stderr is a terminal)."),
 )
 
+def _size(ctx: Any, param: Any, value: str | None) -> int | None:
+    """A size in bytes: 134217728, 128MiB, 128M, 1.5GB."""
+    if value is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?[bB])?\s*", value)
+    if not m:
+        raise click.BadParameter("a size such as 134217728, 128MiB or 1GB", param=param)
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    size = int(float(m.group(1)) * scale)
+    if size < 1:
+        raise click.BadParameter("must be at least 1 byte", param=param)
+    return size
+
+
+engine_options = _options(
+    click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+                 help="Where to run: this machine's threads, or a Dask cluster (pip install "
+                      "'lossctl[dask]'). The report is the same, bit for bit."),
+    click.option("--scheduler", metavar="ADDRESS",
+                 help="Dask scheduler, e.g. tcp://host:8786. Default: Dask's configuration "
+                      "(DASK_SCHEDULER_ADDRESS), else a local cluster on this machine."),
+    click.option("--unit-size", callback=_size, metavar="SIZE",
+                 help="Dask: split files larger than this into work units (Parquet row groups, "
+                      "CSV byte ranges).  [default: 128MiB]"),
+)
+
 join_options = _options(
     click.option("--key", metavar="COL", shell_complete=COLUMNS,
                  help="Join the files by this column (same name in both) instead of row by row. "
@@ -261,7 +289,9 @@ def _request(files: list[str], o: dict[str, Any], **extra: Any) -> Any:
         weight=o["weight"], nan=o["nan"],
         chunk_rows=DEFAULT_CHUNK_ROWS if o["chunk_size"] is None else o["chunk_size"],
         input_format=o["input_format"],
-        delimiter=_delimiter(o["delimiter"]), header=not o["no_header"], **extra)
+        delimiter=_delimiter(o["delimiter"]), header=not o["no_header"],
+        engine=o["engine"], scheduler=o["scheduler"],
+        **({"unit_bytes": o["unit_size"]} if o["unit_size"] else {}), **extra)
 
 
 def _checks(o: dict[str, Any], baseline: str | None = None, max_increase: tuple = (),
@@ -276,12 +306,14 @@ def _checks(o: dict[str, Any], baseline: str | None = None, max_increase: tuple 
     return given
 
 
-def _run(req: Any, progress: bool | None, sink: Any = None) -> Any:
+def _run(req: Any, progress: bool | None, sink: Any = None, parts: Any = None) -> Any:
     from .api import evaluate_request
 
     _tune_allocator()
     show = sys.stderr.isatty() if progress is None else progress
-    return _with_progress(req, sink) if show else evaluate_request(req, sink=sink)
+    if show:
+        return _with_progress(req, sink, parts)
+    return evaluate_request(req, sink=sink, parts=parts)
 
 
 def _finish(report: Any, checks: list[Any], o: dict[str, Any], fmt: str | None,
@@ -356,6 +388,7 @@ def _gate(report: Any, checks: Any, strict: bool = False) -> list[Any]:
 @columns_options
 @format_option
 @reading_options
+@engine_options
 @check_options
 @baseline_options
 @click.option("--ci", is_flag=True,
@@ -422,6 +455,7 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
                    "With two files: the baseline's columns in the first, if not named as -p.")
 @format_option
 @reading_options
+@engine_options
 @check_options
 @click.option("--max-regression", multiple=True, metavar="LOSS=TOL",
               help="Exit 1 if the candidate is worse than the baseline by more than TOL "
@@ -484,6 +518,7 @@ def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | No
 @keep_option
 @top_option
 @reading_options
+@engine_options
 @labels_option
 @join_options
 @debug_option
@@ -504,7 +539,10 @@ def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
     from .io.sinks import RowWriter, check_destination, output_format
     from .io.sources import expand_paths
 
-    output_format(output)
+    if o["engine"] != "dask":  # (Dask writes a directory of parts: any name)
+        output_format(output)
+    elif output == "-":
+        raise click.UsageError("--engine dask writes a directory of parts; give -o DIR")
     inputs = expand_paths(list(files))
     check_destination(output, force, inputs + (expand_paths([labels_file]) if labels_file else []))
     if key and not labels_file:
@@ -512,33 +550,30 @@ def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
     join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
     req = _request(list(files), o, top=(top[1], top[0]) if top else None, keep=keep, join=join)
     _on_sigterm_interrupt()
-    writer = RowWriter(output, many_files=len(inputs) > 1)
+    if req.engine == "dask":  # one part per unit, in a directory committed when all are done
+        from .io.sinks import RowParts
 
-    def sink(chunk: Any, values: dict[str, Any]) -> None:
-        info = chunk.info
-        offsets = info.rows if info.rows is not None else _arange(len(chunk.y))
-        writer.write(info.source, info.first_row + offsets + 1, info.kept, values)
+        parts = RowParts(output, many_files=len(inputs) > 1, force=force)
+        report = _run(req, o["progress"], parts=parts)
+        rows, where = parts.rows, f"{len(parts.names)} parts in {output}"
+    else:
+        from .engine.chunks import rows_sink
 
-    try:
-        report = _run(req, o["progress"], sink)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    where = "stdout" if output == "-" else output
-    click.echo(f"lossctl: wrote {writer.rows} rows to {where}", err=True)
+        writer = RowWriter(output, many_files=len(inputs) > 1)
+        try:
+            report = _run(req, o["progress"], rows_sink(writer))
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        rows, where = writer.rows, "stdout" if output == "-" else output
+    click.echo(f"lossctl: wrote {rows} rows to {where}", err=True)
     if report.state.top is not None:
         from .report.render import render, to_dict
 
         doc = to_dict(report)
         doc.pop("checks", None)
         click.echo(render(doc, "table" if sys.stderr.isatty() else "json"), err=True, nl=False)
-
-
-def _arange(n: int) -> Any:
-    import numpy as np
-
-    return np.arange(n)
 
 
 def _on_sigterm_interrupt() -> None:
@@ -592,22 +627,31 @@ def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
     _finish(report, _gate(report, checks), o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
 
 
-def _with_progress(req: Any, sink: Any = None) -> Any:
+def _with_progress(req: Any, sink: Any = None, parts: Any = None) -> Any:
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     from .api import evaluate_request
 
     console = Console(stderr=True)
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=console,
-                  transient=True) as bar:
-        task = bar.add_task("reading", total=None)
+    # the local engine counts bytes read (over the network too); Dask counts units done
+    columns = (MofNCompleteColumn(),) if req.engine == "dask" else \
+        (DownloadColumn(), TransferSpeedColumn())
+    with Progress("[progress.description]{task.description}", BarColumn(), *columns,
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("units" if req.engine == "dask" else "reading", total=None)
 
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total or None)
 
-        return evaluate_request(req, progress=advance, sink=sink)
+        return evaluate_request(req, progress=advance, sink=sink, parts=parts)
 
 
 @cli.command("losses", context_settings=CONTEXT)

@@ -45,6 +45,11 @@ class InvalidInput(InputError):
     def __post_init__(self) -> None:
         super().__init__(str(self))
 
+    def __reduce__(self) -> tuple:
+        """Pickled by its fields (a Dask worker's error reaches the client whole)."""
+        return (type(self), (self.reason, self.row, self.role, self.value, self.index, self.column,
+                             self.source, self.line, self.via))
+
     def __str__(self) -> str:
         where = []
         if self.source:

@@ -256,3 +256,21 @@ def s3() -> Any:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(s3: Any) -> Any:
+    """A two-worker Dask LocalCluster (separate processes), shared by the Dask tests.
+
+    Started after the S3 server: workers read storage with their own
+    environment (credentials, endpoint), as on a real cluster.
+    """
+    distributed = pytest.importorskip("distributed", reason="the Dask tests need lossctl[dask]")
+    import logging
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
+    try:
+        yield cluster
+    finally:
+        cluster.close()

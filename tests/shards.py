@@ -23,7 +23,8 @@ SEGMENTS = ["north", "south", "east", "west, far"]
 def frame(n: int, seed: int, first_id: int = 1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     seg = rng.choice(SEGMENTS, n, p=[0.4, 0.3, 0.2, 0.1]).astype(object)
-    seg[rng.choice(n, max(1, n // 50), replace=False)] = None
+    if n:
+        seg[rng.choice(n, max(1, n // 50), replace=False)] = None
     y = rng.normal(10.0, 4.0, n)
     return pd.DataFrame({"id": np.arange(first_id, first_id + n), "seg": seg,
                          "dev": rng.integers(0, 3, n), "y": y, "p": y + rng.standard_t(3, n),

@@ -56,7 +56,8 @@ def values(doc: dict) -> dict[str, float]:
 
 
 def without_inputs(doc: dict) -> dict:
-    return {k: v for k, v in doc.items() if k != "inputs"}
+    """The report but for where its rows came from: the inputs and the engine that read them."""
+    return {k: v for k, v in doc.items() if k not in ("inputs", "engine")}
 
 
 def digest(path: Path) -> str:

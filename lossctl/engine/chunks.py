@@ -104,6 +104,17 @@ class Chunk:
 Sink = Callable[[Chunk, dict[str, np.ndarray]], None]  # per-row values of a chunk, in order
 
 
+def rows_sink(writer: Any) -> Sink:
+    """A sink writing each chunk's per-row values with its 1-based file rows (``lossctl rows``)."""
+
+    def sink(chunk: Chunk, values: dict[str, np.ndarray]) -> None:
+        info = chunk.info
+        offsets = info.rows if info.rows is not None else np.arange(len(chunk.y))
+        writer.write(info.source, info.first_row + offsets + 1, info.kept, values)
+
+    return sink
+
+
 def slice_codes(batch: pa.RecordBatch, columns: list[str], keys: SliceKeys) -> np.ndarray:
     """Each row's slice code: its tuple of --by values, numbered in order of first appearance."""
     import pyarrow.compute as pc

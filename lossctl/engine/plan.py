@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ..core.losses import Loss
 from ..core.state import EvalState
 from ..errors import InputError, UsageError
 from ..io.columns import select_columns
@@ -70,6 +71,10 @@ class Request:
     join: JoinRequest | None = None
     quantiles: bool = False  # keep per-row distributions (--quantiles, --html)
     calibration: bool = False  # keep reliability bins of probabilities (--html)
+    engine: str = "local"  # "local" (this machine's threads) or "dask"
+    scheduler: str | None = None  # Dask: scheduler address (None: Dask's config, else a LocalCluster)
+    unit_bytes: int = 128 << 20  # Dask: files larger than this are split into units
+    client: Any = field(default=None, repr=False, compare=False)  # Dask: a Client of the caller's
 
     @property
     def compare(self) -> bool:
@@ -148,6 +153,15 @@ class Columns:
 
 
 @dataclass
+class Binding:
+    """What the first chunk (and the sample) decide for a whole run: the losses and widths."""
+
+    losses: list[Loss]
+    label_width: int
+    pred_width: int
+
+
+@dataclass
 class Outcome:
     """What one pass (or a merge of saved states) produced: exact states and their context."""
 
@@ -156,9 +170,10 @@ class Outcome:
     columns: Columns
     losses_chosen: bool  # True when lossctl picked the losses (no -m given)
     join: JoinStats | None = None
+    engine: dict[str, Any] | None = None  # which engine ran it: name, tasks, workers...
 
 
-Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+Progress = Callable[[int, int], None]  # (done, total): bytes (local engine) or units (Dask)
 
 
 def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None = None) -> Columns:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -50,9 +51,9 @@ class _Block:
 class CsvReader(Reader):
     """Streams record batches of selected columns from a CSV or TSV file (plain or compressed)."""
 
-    def __init__(self, source: Source, batch_rows: int = 1 << 16) -> None:
+    def __init__(self, source: Source, batch_rows: int = 1 << 16, **part: Any) -> None:
         self._spare: list[bytearray] = []  # block buffers to reuse
-        super().__init__(source, batch_rows)
+        super().__init__(source, batch_rows, **part)
         # the C fast path maps columns by name: not for a header that repeats one
         self._fast_columns = len(set(self.columns)) == len(self.columns)
 
@@ -100,10 +101,11 @@ class CsvReader(Reader):
         is parsed (parsed values never point into them), so the pages are
         not cleared and faulted in again for every block.
         """
-        f = self._raw()
+        f = self._raw(part=True)
         try:
             carry = b""
-            header = self.source.header
+            # a later part of the file (a work unit) starts on a record, after the header
+            header = self.source.header and not (self.byte_range and self.byte_range[0] > 0)
             first = True
             while True:
                 need = len(carry) + CSV_BLOCK
@@ -153,7 +155,7 @@ class CsvReader(Reader):
                      ) -> Iterator[pa.RecordBatch]:
         threads = min(4, os.cpu_count() or 1)
         pending: deque[tuple[_Block, Future]] = deque()
-        rows = 0
+        rows = self.first_row  # rows before this part of the file (a work unit)
         with ThreadPoolExecutor(threads) as pool:
             blocks = self._blocks()
             try:

@@ -286,9 +286,13 @@ def info(uri: str) -> Any:
         raise failure(uri, e) from None
 
 
+_SIZES: dict[str, int] = {}  # sizes seen in listings: no request per file for progress bars
+
+
 def size(uri: str) -> int | None:
-    i = info(uri)
-    return i.size
+    if uri in _SIZES:
+        return _SIZES[uri]
+    return info(uri).size
 
 
 def open_input(uri: str) -> pa.NativeFile:
@@ -367,7 +371,9 @@ def _walk(uri: str, loc: Location, base: str, allow_not_found: bool = False) -> 
         infos = loc.fs.get_file_info(pafs.FileSelector(base, allow_not_found, recursive=True))
     except OSError as e:
         raise _missing(uri, loc, e) from None
-    return [i.path for i in infos if i.type.name == "File"]
+    files = [i for i in infos if i.type.name == "File"]
+    _SIZES.update((loc.uri(i.path), i.size) for i in files if i.size is not None)
+    return [i.path for i in files]
 
 
 def _hidden(rest: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,9 +15,9 @@ from .sources import Source
 class ParquetReader(Reader):
     """Streams record batches of selected columns from a Parquet file."""
 
-    def __init__(self, source: Source, batch_rows: int = 1 << 16) -> None:
+    def __init__(self, source: Source, batch_rows: int = 1 << 16, **part: Any) -> None:
         self._rows_done = 0
-        super().__init__(source, batch_rows)
+        super().__init__(source, batch_rows, **part)
 
     def _open(self, read_dictionary: Sequence[str] = ()) -> pq.ParquetFile:
         # Local files: no pre-buffering of whole row groups (4x less memory, and
@@ -52,8 +53,9 @@ class ParquetReader(Reader):
         # decoded on this thread while the kernels run on the pool's: as fast on
         # two cores as pyarrow's own decode threads, and 20-25% less peak memory
         try:
+            groups = range(*self.row_groups) if self.row_groups else None  # a work unit's
             for batch in pf.iter_batches(batch_size=self.batch_rows, columns=columns,
-                                         use_threads=False):
+                                         row_groups=groups, use_threads=False):
                 self._rows_done += batch.num_rows
                 yield batch
         except OSError as e:  # storage failed mid-read (network, credentials)

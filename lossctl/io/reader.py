@@ -20,9 +20,15 @@ from .sources import FORMAT_NAMES, Source
 class Reader:
     """Streams record batches of selected columns from one source (base class)."""
 
-    def __init__(self, source: Source, batch_rows: int = 1 << 16) -> None:
+    def __init__(self, source: Source, batch_rows: int = 1 << 16, first_row: int = 0,
+                 row_groups: tuple[int, int] | None = None,
+                 byte_range: tuple[int, int] | None = None) -> None:
         self.source = source
         self.batch_rows = batch_rows
+        # a part of the file (a work unit): its first data row, row groups or bytes
+        self.first_row = first_row
+        self.row_groups = row_groups
+        self.byte_range = byte_range
         self._file: pa.NativeFile | None = None  # the raw file being read, for progress
         self.columns: list[str] = self._columns()
 
@@ -39,8 +45,11 @@ class Reader:
         except (OSError, ValueError):
             return 0
 
-    def _raw(self) -> pa.NativeFile:
-        """The source's bytes as a file (decompressed where the source is compressed)."""
+    def _raw(self, part: bool = False) -> pa.NativeFile:
+        """The source's bytes as a file (decompressed where the source is compressed).
+
+        With ``part``, only the reader's byte range (a CSV work unit).
+        """
         s = self.source
         f: pa.NativeFile
         if s._stdin_bytes is not None:
@@ -51,6 +60,10 @@ class Reader:
             # plain reads, not a memory map: mapped pages would count as our memory
             f = pa.OSFile(s.path)
         self._file = f
+        if part and self.byte_range is not None:
+            start, end = self.byte_range
+            f.seek(start)
+            return pa.PythonFile(_Range(f, end - start), mode="r")
         return pa.CompressedInputStream(f, s.compression) if s.compression else f
 
     def _columns(self) -> list[str]:
@@ -104,13 +117,23 @@ READERS = {"csv": ("csv", "CsvReader"), "parquet": ("parquet", "ParquetReader"),
            "jsonl": ("jsonl", "JsonlReader"), "arrow": ("ipc", "IpcReader"), "orc": ("orc", "OrcReader")}
 
 
-def open_reader(source: Source, batch_rows: int = 1 << 16) -> Reader:
-    """The reader of ``source``'s format (its module is imported only when needed)."""
+def open_reader(source: Source, batch_rows: int = 1 << 16, first_row: int = 0,
+                row_groups: tuple[int, int] | None = None,
+                byte_range: tuple[int, int] | None = None) -> Reader:
+    """The reader of ``source``'s format (its module is imported only when needed).
+
+    A part of the file may be asked for (a work unit): Parquet
+    ``row_groups`` [start, stop), or a CSV ``byte_range`` [start, end) of
+    whole records (the header is read from the start of the file), whose
+    first row in the file is ``first_row``.
+    """
     import importlib
 
     module, cls = READERS[source.format]
     reader: type[Reader] = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
-    return reader(source, batch_rows)
+    part = {k: v for k, v in (("first_row", first_row), ("row_groups", row_groups),
+                              ("byte_range", byte_range)) if v}
+    return reader(source, batch_rows, **part)
 
 
 def short(e: Exception) -> str:
@@ -123,3 +146,27 @@ def cannot_read(source: Source, e: Exception) -> InputError:
     if isinstance(e, OSError) and source.remote:  # storage, not format: missing, denied, down
         return fs.failure(source.path, e, "read")
     return InputError(f"{source.name}: cannot read as {FORMAT_NAMES[source.format]}: {short(e)}")
+
+
+class _Range:
+    """The next ``size`` bytes of a file, as a file (one CSV work unit)."""
+
+    def __init__(self, f: pa.NativeFile, size: int) -> None:
+        self.f, self.left = f, size
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.f.read(n) if n else b""
+        self.left -= len(data)
+        return data
+
+    def readinto(self, b: memoryview) -> int:
+        n = min(len(b), self.left)
+        got = self.f.readinto(memoryview(b)[:n]) if n else 0
+        self.left -= got
+        return got
+
+    def close(self) -> None:
+        self.closed = True
+        self.f.close()

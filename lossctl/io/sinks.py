@@ -75,28 +75,30 @@ class AtomicFile:
     to it (a server-side copy on object storage) once complete.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, direct: bool = False) -> None:
         self.path = path
         self.loc = fs.locate(path) if fs.is_uri(path) else None
         if self.loc is not None:
-            self.tmp = _temporary(self.loc.path)
+            self.tmp = self.loc.path if direct else _temporary(self.loc.path)
             try:
                 self.file: IO[bytes] = self.loc.fs.open_output_stream(self.tmp)  # type: ignore[assignment]
             except OSError as e:
                 raise fs.failure(path, e, "write") from None
             return
         head, tail = os.path.split(os.path.abspath(path))
-        self.tmp = os.path.join(head, f".{tail}.lossctl-{os.getpid()}.partial")
+        self.tmp = path if direct else os.path.join(head, f".{tail}.lossctl-{os.getpid()}.partial")
         self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed by commit/abort)
 
     def commit(self) -> None:
         if self.loc is None:
             self.file.close()
-            os.replace(self.tmp, self.path)
+            if self.tmp != self.path:
+                os.replace(self.tmp, self.path)
             return
         try:
             self.file.close()  # completes the upload, under the temporary name
-            self.loc.fs.move(self.tmp, self.loc.path)
+            if self.tmp != self.loc.path:
+                self.loc.fs.move(self.tmp, self.loc.path)
         except OSError as e:
             self.abort()
             raise fs.failure(self.path, e, "write") from None
@@ -138,14 +140,18 @@ def output_format(path: str) -> str:
 
 
 class RowWriter:
-    """Streams per-row losses, with the row numbers and kept columns, to Parquet or CSV."""
+    """Streams per-row losses, with the row numbers and kept columns, to Parquet or CSV.
 
-    def __init__(self, path: str, many_files: bool) -> None:
+    ``direct`` writes straight to ``path`` (a part inside a directory that is
+    itself committed whole, :class:`RowParts`).
+    """
+
+    def __init__(self, path: str, many_files: bool, direct: bool = False) -> None:
         self.path = path
         self.format = output_format(path)
         self.many_files = many_files
         self.rows = 0
-        self._atomic = AtomicFile(path) if path != "-" else None
+        self._atomic = AtomicFile(path, direct) if path != "-" else None
         self._writer: Any = None
         self._names: list[str] | None = None
 
@@ -211,3 +217,84 @@ class RowWriter:
             pass
         if self._atomic is not None:
             self._atomic.abort()
+
+
+class RowParts:
+    """Per-row output of a distributed run: one part per work unit, in a directory ``OUT``.
+
+    Parts are written into ``.OUT.lossctl-PID.partial/`` beside ``OUT`` and
+    the directory is renamed to ``OUT`` once every part is done (on object
+    storage, where a prefix cannot be renamed, the parts are moved under
+    ``OUT/`` and an empty ``OUT/_SUCCESS`` marks the set complete, as Hadoop
+    and Spark do).  On failure the temporary directory goes, and ``OUT`` is
+    untouched.  The parts' format comes from OUT's extension (Parquet when it
+    has none).
+    """
+
+    def __init__(self, path: str, many_files: bool, force: bool = False) -> None:
+        self.path = path.rstrip("/") or path
+        low = self.path.lower()
+        self.ext = next((e for e in (".csv", ".tsv") if low.endswith(e)), ".parquet")
+        self.many_files = many_files
+        self.force = force
+        self.loc = fs.locate(self.path) if fs.is_uri(self.path) else None
+        base = self.loc.path if self.loc is not None else os.path.abspath(self.path)
+        self.tmp = _temporary(base)
+        self.rows = 0
+        self.names: list[str] = []
+
+    def _uri(self, path: str) -> str:
+        return self.loc.uri(path) if self.loc is not None else path
+
+    def start(self) -> None:
+        """Make the temporary directory (before any worker writes a part)."""
+        if self.loc is None:
+            os.makedirs(self.tmp)
+        elif not fs.is_object_store(self.path):
+            self.loc.fs.create_dir(self.tmp)
+
+    def writer(self, index: int) -> RowWriter:
+        """The writer of unit ``index``'s part (run on a worker)."""
+        name = f"part-{index:05d}{self.ext}"
+        return RowWriter(self._uri(f"{self.tmp}/{name}"), self.many_files, direct=True)
+
+    def commit(self, names: list[str], rows: int) -> None:
+        """Every part is written: give the directory its name."""
+        self.names, self.rows = names, rows
+        try:
+            if self.loc is None:
+                if os.path.isdir(self.path) and self.force:
+                    import shutil
+
+                    shutil.rmtree(self.path)
+                elif os.path.exists(self.path) and self.force:
+                    os.unlink(self.path)
+                os.replace(self.tmp, self.path)
+                return
+            lfs, dest = self.loc.fs, self.loc.path
+            if not fs.is_object_store(self.path):  # HDFS and the like rename a directory
+                if self.force and lfs.get_file_info(dest).type.name != "NotFound":
+                    lfs.delete_dir(dest)
+                lfs.move(self.tmp, dest)
+                return
+            if self.force:
+                lfs.delete_dir_contents(dest, missing_dir_ok=True)
+            for name in names:
+                lfs.move(f"{self.tmp}/{name}", f"{dest}/{name}")
+            with lfs.open_output_stream(f"{dest}/_SUCCESS"):
+                pass
+        except OSError as e:
+            self.abort()
+            raise fs.failure(self.path, e, "write") from None
+
+    def abort(self) -> None:
+        """Remove the temporary directory and every part in it."""
+        try:
+            if self.loc is None:
+                import shutil
+
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            else:
+                self.loc.fs.delete_dir(self.tmp)
+        except OSError:
+            pass

@@ -91,6 +91,8 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
             {"file": f, "row": row + 1, "value": _num(v), **kept} for v, f, row, kept in t.rows]}
     if report.join is not None:
         doc["join"] = report.join.to_dict()
+    if report.outcome.engine is not None:
+        doc["engine"] = report.outcome.engine
     if checks:
         doc["checks"] = [ch.to_dict() for ch in checks]
         doc["passed"] = all(ch.passed for ch in checks)
@@ -122,6 +124,11 @@ def _add_quantiles(doc: dict, report: Report) -> None:
         doc["residuals"] = {"of": "prediction - label", "quantiles": per_model(None)}
 
 
+def by_key(s: dict) -> list:
+    """A slice's order by its key values (missing last, then by type, then by value)."""
+    return [(v is None, str(type(v)), v if v is not None else 0) for v in s["key"].values()]
+
+
 def _add_slices(doc: dict, state: Any, cis: list | None, min_rows: int, sort: str | None) -> None:
     slices = state.slice_results()
     if cis is not None:
@@ -132,14 +139,13 @@ def _add_slices(doc: dict, state: Any, cis: list | None, min_rows: int, sort: st
         loss = state.loss(sort)
         sign = 1.0 if loss.definition.higher_is_better else -1.0
 
-        def worst(s: dict) -> tuple:
+        def worst(s: dict) -> tuple:  # ties by key: the order never depends on the rows' order
             v = s["values"][loss.key]
-            return (math.isnan(v), sign * v if not math.isnan(v) else 0.0)
+            return (math.isnan(v), sign * v if not math.isnan(v) else 0.0, by_key(s))
 
         shown.sort(key=worst)
     else:
-        shown.sort(key=lambda s: [(v is None, str(type(v)), v if v is not None else 0)
-                                  for v in s["key"].values()])
+        shown.sort(key=by_key)
     doc["slices"] = [{"key": s["key"], "rows": s["rows"], "weight_sum": _num(s["weight_sum"]),
                       "losses": {k: _num(v) for k, v in s["values"].items()},
                       **({"ci": {k: _pair(v) for k, v in s["ci"].items()}} if "ci" in s else {})}

@@ -1,0 +1,177 @@
+"""Planning a run: inputs -> files -> work units, the joined file, and the losses bound.
+
+:class:`Plan` checks a request before anything is read, opens its files
+(globs, directories and prefixes expanded in sorted order), reads the fixed
+sample of first rows that the automatic loss choice looks at, opens the
+joined file, and cuts the files into work units (:mod:`.units`).  The local
+engine reads the units itself, in order; the Dask engine first binds the
+losses from the stream's first chunk (:meth:`Plan.bind`), exactly as the
+local engine's first chunk would, then ships the plan's units to workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.losses import parse_loss_list
+from ..core.state import EvalState
+from ..errors import UsageError
+from ..io import fs
+from ..io.sources import Source, expand_paths, open_source
+from .chunks import role_array
+from .plan import Binding, Columns, Request
+from .scan import Scan, sample
+from .units import Unit, count_csv_range, csv_ranges, parquet_parts, whole_files
+
+if TYPE_CHECKING:
+    from .joins import KeyJoin, RowJoin
+
+# (source, cut, next cut) -> (start, end, records, safe), run where the engine runs
+RangeCounter = Callable[[list[tuple[Source, int, int]]], list[tuple[int, int, int, bool]]]
+
+
+class Plan:
+    """A request checked and its inputs opened: files, sample, joined file, units."""
+
+    def __init__(self, req: Request, per_row: bool = False) -> None:
+        if req.chunk_rows < 1:
+            raise UsageError("--chunk-size must be at least 1 row")
+        if not 0 < req.confidence < 1:
+            raise UsageError("--confidence must be between 0 and 1, e.g. 0.95")
+        if req.join is not None and req.join.missing not in ("error", "skip"):
+            raise UsageError("--missing must be 'error' or 'skip'")
+        if req.losses:  # catch unknown names and bad parameters before reading anything
+            named = parse_loss_list(req.losses)
+            if per_row:
+                EvalState(named).check_per_row()
+        self.req = req
+        self.per_row = per_row
+        self.sources = self._open(req.paths)
+        self.join_sources = self._open(req.join.paths) if req.join is not None else []
+        self.chosen = not req.losses
+
+    def _open(self, paths: list[str]) -> list[Source]:
+        """Every file, opened to decide its format; remote ones a few at a time (latency)."""
+        req = self.req
+        found = expand_paths(paths)
+
+        def one(p: str) -> Source:
+            return open_source(p, req.input_format, req.delimiter, req.header)
+
+        if len(found) > 4 and any(fs.is_remote(p) for p in found):
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(16) as pool:
+                return list(pool.map(one, found))
+        return [one(p) for p in found]
+
+    @property
+    def inputs(self) -> list[str]:
+        """The files a report names: the main files, and a comparison's candidate file."""
+        names = [s.name for s in self.sources]
+        if self.req.compare and self.req.join is not None:
+            names += self.join_names
+        return names
+
+    @property
+    def join_names(self) -> list[str]:
+        return [s.name for s in self.join_sources]
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return sample(self.req, self.sources)
+
+    def open_join(self, sources: Sequence[Source] | None = None) -> KeyJoin | RowJoin | None:
+        """The joined file (or ``sources``): in memory by key, or streamed row by row."""
+        j = self.req.join
+        if j is None:
+            return None
+        from .joins import KeyJoin, RowJoin
+
+        sources = list(self.join_sources if sources is None else sources)
+        if j.key:
+            return KeyJoin(sources, j.key, self.req.join_specs(), role_array, self.req.chunk_rows)
+        return RowJoin(sources, self.req.join_specs(), role_array, self.req.chunk_rows)
+
+    def whole_files(self) -> list[Unit]:
+        return whole_files(self.sources)
+
+    def units(self, count: RangeCounter | None = None) -> list[Unit]:
+        """The work units: files, with large ones split where their rows can be located.
+
+        A row join (no ``--key``) pairs the files one to one and keeps them
+        whole.  ``count`` runs the CSV counting pass (default: here).
+        """
+        req = self.req
+        units = self.whole_files()
+        if req.join is not None and not req.join.key:
+            if len(self.join_sources) != len(self.sources):
+                raise UsageError(
+                    f"a row join on the Dask engine pairs the files one to one: "
+                    f"{len(self.sources)} main file(s), {len(self.join_sources)} joined; "
+                    f"join by --key, or use --engine local")
+            return [replace(u, join=j) for u, j in zip(units, self.join_sources, strict=True)]
+        out: list[Unit] = []
+        todo: list[tuple[Unit, list[int]]] = []
+        for u in units:
+            s = u.source
+            size = s.size or 0
+            if s.path == "-" or size <= req.unit_bytes:
+                out.append(u)
+            elif s.format == "parquet":
+                out.extend(parquet_parts(u, req.unit_bytes))
+            elif s.compression is None:
+                todo.append((u, csv_ranges(size, req.unit_bytes)))
+                out.append(u)  # replaced below
+            else:
+                out.append(u)  # a compressed stream cannot be entered midway
+        if todo:
+            jobs = [(u.source, cuts[k], cuts[k + 1]) for u, cuts in todo for k in range(len(cuts) - 1)]
+            counted = iter((count or _count_here)(jobs))
+            for u, cuts in todo:
+                parts = [next(counted) for _ in range(len(cuts) - 1)]
+                i = out.index(u)
+                out[i:i + 1] = _csv_parts(u, parts)
+        return [replace(u, index=i) for i, u in enumerate(out)]
+
+    def bind(self, units: list[Unit], join: KeyJoin | RowJoin | None
+             ) -> tuple[Binding | None, Columns | None]:
+        """The losses and widths of the run, from the stream's first chunk, and its columns.
+
+        Reads only until the first chunk, as the local engine's first chunk
+        decides (with the sample, when no loss is named).
+        """
+        scan = Scan(self.req, sample=self.sample(), join=join, join_names=self.join_names,
+                    threads=1, per_row=self.per_row)
+        scan.bind_only = True
+        for unit in units:
+            scan.read(unit)
+            if scan.binding is not None:
+                break
+        return scan.binding, scan.columns
+
+
+def _count_here(jobs: list[tuple[Source, int, int]]) -> list[tuple[int, int, int, bool]]:
+    return [count_csv_range(*job) for job in jobs]
+
+
+def _csv_parts(unit: Unit, parts: list[tuple[int, int, int, bool]]) -> list[Unit]:
+    """Byte-range units of one CSV, or the whole file when a range is unsafe to cut."""
+    if not all(safe for *_, safe in parts) or len(parts) < 2:
+        return [unit]
+    out, first = [], 0
+    for k, (start, end, records, _) in enumerate(parts):
+        if k == 0 and unit.source.header:
+            records = max(0, records - 1)  # the header line
+        if end > start:
+            out.append(replace(unit, first_row=first, byte_range=(start, end), rows=records))
+        first += records
+    return out
+
+
+def ship(req: Request) -> Any:
+    """The request as it travels to workers (without the caller's Dask client)."""
+    return replace(req, client=None)
