@@ -15,8 +15,8 @@ own process, median of ``--repeat``:
   function of the number of slices and of ``--ci``.
 
 Peak memory is reported per process: the lossctl process (the client) from
-``wait4``, the workers from their own ``getrusage`` (the cluster is
-restarted before each run, so each run starts from fresh worker processes).
+``wait4``, the workers from their own ``VmHWM`` (Linux), reset before each
+run through ``/proc/self/clear_refs``.
 
     pip install -e '.[bench,dask,test]' && python bench/scale.py
     python bench/scale.py --rows 2000000 --repeat 1     # a quick run
@@ -96,20 +96,26 @@ def upload(s3: pafs.S3FileSystem, paths: list[Path], prefix: str) -> str:
     return f"s3://{prefix}/"
 
 
+def _reset_peak() -> None:
+    """Linux: reset this process's peak RSS (VmHWM) to its current RSS."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
 def worker_peaks(client: Any) -> list[int]:
-    import resource
-
-    def peak() -> int:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    return sorted(client.run(peak).values())
+    return sorted(client.run(_peak_kib).values())
 
 
 def timed(cmd: list[str], repeat: int, client: Any = None, timeout: float = 1800) -> dict[str, Any]:
     walls, rss, workers, out = [], [], [], None
     for _ in range(repeat):
         if client is not None:
-            client.restart()
+            client.run(_reset_peak)  # each run's own peak, in the same worker processes
         run = measure(cmd, timeout)
         if not run.ok:
             raise SystemExit(f"failed: {' '.join(cmd)}: {run.error}")
