@@ -109,7 +109,7 @@ def test_wheel_metadata(dist: dict[str, Path]) -> None:
     for dep in ("click", "numpy", "pandas", "pyarrow", "rich"):
         assert f"Requires-Dist: {dep}>=" in meta
     extras = {ln.split(": ", 1)[1] for ln in meta.splitlines() if ln.startswith("Provides-Extra: ")}
-    assert extras == {"test", "bench", "dask", "report", "dev"}
+    assert extras == {"test", "bench", "dask", "fsspec", "report", "dev"}
     assert "dask[distributed]" in meta and "matplotlib" in meta
     assert "Requires-Dist: dask[distributed]>=2025.1; extra == \"dask\"" in meta
 
