@@ -216,35 +216,57 @@ class _Side:
         self.high = np.zeros(0, dtype=np.uint64)  # a key with low < high holds several scores
         self.weights = GroupedSum(0) if weighted else None
 
-    def _codes(self, keys: Array) -> Array:
-        """Codes of ``keys``; new keys get new codes, appended."""
-        uniq, inverse = np.unique(keys, return_inverse=True)
+    def _lookup(self, uniq: Array) -> tuple[Array, Array]:
+        """Codes of distinct sorted keys, and the keys among them not seen before (appended)."""
         codes, known = known_codes(self.sorted_keys, self.sorted_codes, uniq)
-        new = uniq[~known]
-        if len(new):
+        new = ~known
+        fresh = uniq[new]
+        if len(fresh):
             start = len(self.keys)
-            codes[~known] = np.arange(start, start + len(new))
-            self._append(new)
-        return codes[inverse.reshape(-1)]
+            codes[new] = np.arange(start, start + len(fresh))
+            self._append(fresh, codes[new])
+        return codes, fresh
 
-    def _append(self, new: Array) -> None:
+    def _codes(self, keys: Array) -> Array:
+        """Codes of any ``keys`` (new keys get new codes, appended)."""
+        uniq, inverse = np.unique(keys, return_inverse=True)  # (sort-based: fast with inverse)
+        return self._lookup(uniq)[0][inverse.reshape(-1)]
+
+    def _append(self, new: Array, codes: Array) -> None:
+        """Add keys not seen before (sorted, distinct), with their new codes."""
         n = len(new)
         self.keys = np.concatenate([self.keys, new])
-        order = np.argsort(self.keys, kind="stable")
-        self.sorted_keys, self.sorted_codes = self.keys[order], order.astype(np.int64)
+        # a merge of two sorted runs, not a new sort of every key
+        at = np.searchsorted(self.sorted_keys, new)
+        self.sorted_keys = np.insert(self.sorted_keys, at, new)
+        self.sorted_codes = np.insert(self.sorted_codes, at, codes)
         self.counts = np.concatenate([self.counts, np.zeros(n, dtype=np.int64)])
         self.low = np.concatenate([self.low, np.full(n, _ALL_ONES, dtype=np.uint64)])
         self.high = np.concatenate([self.high, np.zeros(n, dtype=np.uint64)])
         if self.weights is not None:
             self.weights.grow(len(self.keys))
 
-    def add(self, keys: Array, bits: Array, w: Array | None) -> None:
-        codes = self._codes(keys)
-        self.counts += np.bincount(codes, minlength=len(self.keys))
-        np.minimum.at(self.low, codes, bits)
-        np.maximum.at(self.high, codes, bits)
-        if self.weights is not None:
-            self.weights.add(w, codes)
+    def add(self, bits: Array, shift: int, w: Array | None) -> Array:
+        """Add rows by their ordered score bits; returns the keys not seen before (sorted).
+
+        One sort of the rows by score gives everything per key: its rows
+        (counts), smallest and largest score (the first and last of its run),
+        and the codes of the sorted rows for the exact weight sums.
+        """
+        order = np.argsort(bits) if self.weights is not None else None
+        sorted_bits = bits[order] if order is not None else np.sort(bits)  # (a sort is 2x faster)
+        keys = sorted_bits >> np.uint64(shift)
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        ends = np.append(starts[1:], len(keys))
+        codes, fresh = self._lookup(keys[starts])
+        rows = ends - starts
+        self.counts[codes] += rows  # (codes are distinct: plain fancy indexing is exact)
+        self.low[codes] = np.minimum(self.low[codes], sorted_bits[starts])
+        self.high[codes] = np.maximum(self.high[codes], sorted_bits[ends - 1])
+        if order is not None:
+            assert self.weights is not None and w is not None
+            self.weights.add(w[order], np.repeat(codes, rows))
+        return fresh
 
     def add_totals(self, keys: Array, other: _Side) -> None:
         """Add ``other``'s keys, renamed to ``keys`` (coarser keys may fall together)."""
@@ -300,6 +322,23 @@ def known_codes(sorted_keys: Array, sorted_codes: Array, uniq: Array) -> tuple[A
     return codes, known
 
 
+def _missing(keys: Array, sorted_keys: Array) -> int:
+    """How many of the distinct ``keys`` are not in ``sorted_keys``."""
+    if not len(sorted_keys) or not len(keys):
+        return len(keys)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return int(np.count_nonzero(sorted_keys[at] != keys))
+
+
+def _distinct(keys: Array) -> Array:
+    """The distinct values of ``keys``, sorted (a sort and a compare: NumPy 2's hash-based
+    ``np.unique`` is about 20x slower on uint64 keys)."""
+    keys = np.sort(keys)
+    if len(keys) < 2:
+        return keys
+    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+
+
 class _Hist:
     """One histogram: negatives and positives keyed by the same ``shift`` of their score bits."""
 
@@ -307,13 +346,18 @@ class _Hist:
         self.weighted = weighted
         self.shift = 0
         self.sides = (_Side(weighted), _Side(weighted))  # label 0, label 1
+        self.distinct = 0  # distinct keys of both sides together
 
     def add(self, bits: Array, label: Array, w: Array | None) -> None:
-        keys = bits >> np.uint64(self.shift)
-        for side, rows in zip(self.sides, (~label, label), strict=True):
+        for i, rows in enumerate((~label, label)):
             if rows.any():
-                side.add(keys[rows], bits[rows], None if w is None else w[rows])
+                fresh = self.sides[i].add(bits[rows], self.shift, None if w is None else w[rows])
+                self.distinct += _missing(fresh, self.sides[1 - i].sorted_keys)
         self._fit()
+
+    def _count(self) -> None:
+        neg, pos = self.sides
+        self.distinct = len(neg.keys) + _missing(pos.sorted_keys, neg.sorted_keys)
 
     def _fit(self) -> None:
         """Drop low key bits until at most MAX_KEYS distinct scores remain (never fewer bits).
@@ -321,13 +365,23 @@ class _Hist:
         The result is the smallest shift at which every score seen so far
         fits: the same whatever order the rows (or merged states) came in.
         """
-        scores = np.unique(np.concatenate([s.keys for s in self.sides]))
-        extra = 0
-        while len(scores) > MAX_KEYS:
-            extra += 1
-            scores = np.unique(scores >> np.uint64(1))
-        if extra:
-            self._coarsen(self.shift + extra)
+        if self.distinct <= MAX_KEYS:
+            return
+        neg, pos = self.sides
+        scores = _distinct(np.concatenate([neg.sorted_keys, pos.sorted_keys]))
+
+        def fits(extra: int) -> bool:  # (sorted keys stay sorted when shifted: count the steps)
+            keys = scores >> np.uint64(extra)
+            return 1 + int(np.count_nonzero(keys[1:] != keys[:-1])) <= MAX_KEYS
+
+        low, high = 1, 63 - self.shift  # at shift 63 two keys are left: that fits
+        while low < high:  # the smallest extra shift that fits (fitting is monotone in it)
+            mid = (low + high) // 2
+            if fits(mid):
+                high = mid
+            else:
+                low = mid + 1
+        self._coarsen(self.shift + low)
 
     def _coarsen(self, shift: int) -> None:
         extra = np.uint64(shift - self.shift)
@@ -336,6 +390,7 @@ class _Hist:
         for mine, theirs in zip(self.sides, old, strict=True):
             mine.add_totals(theirs.keys >> extra, theirs)
         self.shift = shift
+        self._count()
 
     def merge(self, other: _Hist) -> None:
         shift = max(self.shift, other.shift)
@@ -344,12 +399,13 @@ class _Hist:
         extra = np.uint64(shift - other.shift)
         for mine, theirs in zip(self.sides, other.sides, strict=True):
             mine.add_totals(theirs.keys >> extra, theirs)
+        self._count()
         self._fit()
 
     def table(self) -> ScoreTable:
         """Per distinct key, in increasing score order: exact negatives, positives, and mixed."""
         neg_side, pos_side = self.sides
-        uniq = np.unique(np.concatenate([neg_side.keys, pos_side.keys]))
+        uniq = _distinct(np.concatenate([neg_side.keys, pos_side.keys]))
         low = np.full(len(uniq), _ALL_ONES, dtype=np.uint64)
         high = np.zeros(len(uniq), dtype=np.uint64)
         out = []
@@ -370,6 +426,7 @@ class _Hist:
         h = cls(weighted)
         h.shift = int(data["shift"])
         h.sides = tuple(_Side.from_json(d, weighted) for d in data["sides"])  # type: ignore[assignment]
+        h._count()
         return h
 
 
