@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -241,10 +241,26 @@ def sqrt(x: Number) -> Number:
 # Definitions
 # --------------------------------------------------------------------------
 
+class Totals(Protocol):
+    """What a ratio's ``reduce`` reads: each term's total by term name, and centred moments.
+
+    ``totals["mse"]`` is a term's weighted sum (an exact Fraction, or a float
+    array of replicates).  ``totals.centred("y2", "y")`` is
+    ``sum w (v - mean_w v)^2`` from the sums of ``w v^2`` and ``w v``: from
+    exact sums when exact; for replicates, from per-bucket sums centred
+    exactly on the overall mean first, so that replicates of data with a
+    large mean (``1e8 + noise``) do not cancel catastrophically.
+    """
+
+    def __getitem__(self, name: str) -> Number: ...
+
+    def centred(self, square: str, first: str) -> Number: ...
+
+
 # label kinds: "value" (any real), "binary" (z in [0, 1]), "signed" (z in [0, 1] or -1),
 # "class" (integer in [0, K)), "dist" (K columns), "class_or_dist"; prediction kinds:
 # "value", "vector".
-Reduce = Callable[[Mapping[str, Number], Number, Mapping[str, Any]], Number]
+Reduce = Callable[[Totals, Number, Mapping[str, Any]], Number]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .definitions import Number, div
+from .definitions import Number, Totals, div
 
 Array = np.ndarray
 _SPLIT = 134217729.0  # 2**27 + 1, Veltkamp's splitting constant
@@ -86,11 +86,6 @@ def e2_pieces(y: Array, p: Array, w: Array | None) -> list[Array]:
     return weighted_square_pieces(y - p, w)
 
 
-def _centred(sq: Number, s: Number, w: Number) -> Number:
-    """``sum w (v - mean)^2`` from exact ``sum w v^2``, ``sum w v`` and ``sum w``."""
-    return sq - div(s * s, w, 0.0)
-
-
 def _finite_ratio(num: Number, den: Number) -> Number:
     """``1 - num / den`` with scikit-learn's ``force_finite``: 1 if both are 0, 0 if only den is."""
     if isinstance(den, np.ndarray) or isinstance(num, np.ndarray):
@@ -107,14 +102,14 @@ def _finite_ratio(num: Number, den: Number) -> Number:
 # --------------------------------------------------------------------------
 
 
-def r2(s: Mapping[str, Number], w: Number, params: Mapping[str, Any]) -> Number:
+def r2(s: Totals, w: Number, params: Mapping[str, Any]) -> Number:
     """``1 - sum w (y - p)^2 / sum w (y - ybar)^2`` (scikit-learn's ``r2_score``)."""
-    return _finite_ratio(s["mse"], _centred(s["y2"], s["y"], w))
+    return _finite_ratio(s["mse"], s.centred("y2", "y"))
 
 
-def explained_variance(s: Mapping[str, Number], w: Number, params: Mapping[str, Any]) -> Number:
+def explained_variance(s: Totals, w: Number, params: Mapping[str, Any]) -> Number:
     """``1 - Var_w(y - p) / Var_w(y)`` (scikit-learn's ``explained_variance_score``)."""
-    return _finite_ratio(_centred(s["e2"], s["e"], w), _centred(s["y2"], s["y"], w))
+    return _finite_ratio(s.centred("e2", "e"), s.centred("y2", "y"))
 
 
 def ape(y: Array, p: Array) -> Array:
@@ -198,27 +193,27 @@ def actual_positive(y: Array, p: Array) -> Array:
     return (y == 1.0).astype(np.float64)
 
 
-def _confusion(s: Mapping[str, Number], w: Number) -> tuple[Number, Number, Number, Number]:
+def _confusion(s: Totals, w: Number) -> tuple[Number, Number, Number, Number]:
     tp, pp, ap = s["tp"], s["pp"], s["ap"]
     return tp, pp - tp, ap - tp, w - pp - ap + tp  # tp, fp, fn, tn
 
 
-def precision(s: Mapping[str, Number], w: Number, params: Mapping[str, Any]) -> Number:
+def precision(s: Totals, w: Number, params: Mapping[str, Any]) -> Number:
     """``tp / (tp + fp)``; 0 when nothing is predicted positive (``zero_division=0``)."""
     return div(s["tp"], s["pp"], 0.0)
 
 
-def recall(s: Mapping[str, Number], w: Number, params: Mapping[str, Any]) -> Number:
+def recall(s: Totals, w: Number, params: Mapping[str, Any]) -> Number:
     """``tp / (tp + fn)``; 0 when no label is positive."""
     return div(s["tp"], s["ap"], 0.0)
 
 
-def f1(s: Mapping[str, Number], w: Number, params: Mapping[str, Any]) -> Number:
+def f1(s: Totals, w: Number, params: Mapping[str, Any]) -> Number:
     """``2 tp / (2 tp + fp + fn)``; 0 when there is no positive at all."""
     return div(2 * s["tp"], s["pp"] + s["ap"], 0.0)
 
 
-def balanced_accuracy(s: Mapping[str, Number], w: Number, params: Mapping[str, Any]) -> Number:
+def balanced_accuracy(s: Totals, w: Number, params: Mapping[str, Any]) -> Number:
     """Mean recall of the classes present in the labels (scikit-learn's ``balanced_accuracy_score``)."""
     tp, fp, fn, tn = _confusion(s, w)
     pos, neg = tp + fn, tn + fp
@@ -230,7 +225,7 @@ def balanced_accuracy(s: Mapping[str, Number], w: Number, params: Mapping[str, A
     return sum(present, Fraction(0)) / len(present) if present else math.nan
 
 
-def mcc(s: Mapping[str, Number], w: Number, params: Mapping[str, Any]) -> Number:
+def mcc(s: Totals, w: Number, params: Mapping[str, Any]) -> Number:
     """Matthews correlation ``(tp tn - fp fn) / sqrt(...)``; 0 when a margin is empty."""
     tp, fp, fn, tn = _confusion(s, w)
     num = tp * tn - fp * fn

@@ -10,7 +10,7 @@ bootstrap replicate, made from per-bucket totals reweighted by Poisson counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from .components import UNIT, BinnedState, HistogramState, MaximumState, exact
 from .definitions import MEAN, div
-from .exact import ExactSum
+from .exact import _SCALE, ExactSum, _ratio
 from .groups import Groups
 from .losses import Loss
 
@@ -44,6 +44,17 @@ class ExactView:
     @property
     def weight(self) -> Fraction | float:
         return _fraction(self._weight)
+
+    def centred(self, square: tuple, first: tuple) -> Fraction | float:
+        """``sum w (v - mean)^2`` from the exact sums of ``w v^2`` and ``w v``.
+
+        Never below 0: exact sums cannot give less, except when the squares
+        of values below about 1e-146 lost bits to underflow.
+        """
+        q, s, w = self.sum(square), self.sum(first), self.weight
+        if not all(isinstance(x, Fraction) for x in (q, s, w)):
+            return math.nan  # a sum overflowed
+        return max(q - div(s * s, w, 0.0), Fraction(0))
 
     def component(self, key: tuple) -> Any:
         state = self._components[key]
@@ -103,6 +114,34 @@ class ReplicateView:
             self._cache[("__weight__",)] = got
         return self._counts @ got
 
+    def centred(self, square: tuple, first: tuple) -> np.ndarray:
+        """Replicates of ``sum w (v - mean)^2``, without cancellation.
+
+        Each bucket's sums are first centred exactly (integers) on the mean
+        over all buckets ``m``: ``sum_b w (v - m)^2`` and ``sum_b w (v - m)``;
+        a replicate is then ``Q - S^2 / W`` of its reweighted centred sums,
+        where ``S`` is small, so nothing large cancels.
+        """
+        key = ("__centred__", square, first)
+        got = self._cache.get(key)
+        if got is None:
+            q = self._groups.sums[square].totals()[self._cut]
+            s = self._groups.sums[first].totals()[self._cut]
+            w = self._groups.weight_totals()[self._cut]
+            if any(t.nonfinite for t in (*q, *s)):
+                got = (np.full(len(q), math.nan), np.full(len(q), math.nan))
+            else:
+                S, W = sum(t.scaled for t in s), sum(t.scaled for t in w)
+                W = W or 1  # (no weight at all: every replicate is empty anyway)
+                unit = 1 << _SCALE
+                got = (np.array([_ratio(qb.scaled * W * W - 2 * S * sb.scaled * W + S * S * wb.scaled,
+                                        W * W * unit) for qb, sb, wb in zip(q, s, w, strict=True)]),
+                       np.array([_ratio(sb.scaled * W - S * wb.scaled, W * unit)
+                                 for sb, wb in zip(s, w, strict=True)]))
+            self._cache[key] = got
+        squares, firsts = self._counts @ got[0], self._counts @ got[1]
+        return np.maximum(squares - div(firsts * firsts, self.weight, 0.0), 0.0)
+
     def component(self, key: tuple) -> Any:
         state = self._groups.components[key]
         if isinstance(state, BinnedState):
@@ -127,35 +166,60 @@ class _BinReplicates:
         return self._counts @ self._state.bin_rows()[self._cut].astype(float)
 
 
+class _Totals(Mapping):
+    """A ratio's term totals by term name, read through a view (see ``definitions.Totals``)."""
+
+    def __init__(self, view: Any, loss: Loss) -> None:
+        self._view = view
+        self._keys = {t.name: k for k, t in loss.terms()}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._view.sum(self._keys[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def centred(self, square: str, first: str) -> Any:
+        return self._view.centred(self._keys[square], self._keys[first])
+
+    def overflowed(self) -> bool:
+        """Whether an exact total overflowed float64 (it is then an inf or nan float)."""
+        return any(isinstance(v, float) for v in self.values())
+
+
+def _float(x: Any) -> float:
+    """An exact value as the nearest float (an inf where it is beyond float64's range)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
 def value_of(loss: Loss, view: Any, component: tuple | None) -> Any:
-    """A definition's value read through ``view`` (a float, or an array of replicates)."""
+    """A definition's value read through ``view`` (a float, or an array of replicates).
+
+    A ratio whose exact sums overflowed float64 (squares of values beyond
+    about 1e154) is NaN, as the mean of an overflowed loss is infinite.
+    """
     d = loss.definition
     if d.kind == MEAN:
         return loss.finish(div(view.sum(loss.rows_key), view.weight))
     assert d.reduce is not None
+    inputs: Any
     if d.component is not None:
         assert component is not None
         inputs = view.component(component)
         if inputs is None:
             return math.nan
     else:
-        inputs = {t.name: view.sum(k) for k, t in loss.terms()}
-    try:
-        out = d.reduce(inputs, view.weight, loss.params)
-        return out if isinstance(out, np.ndarray) else float(out)
-    except OverflowError:  # a sum beyond float64 met an exact one: the value in floats (inf, nan)
-        with np.errstate(all="ignore"):
-            floats = {k: np.array([_float(v)]) for k, v in inputs.items()} \
-                if isinstance(inputs, dict) else inputs
-            return float(d.reduce(floats, np.array([_float(view.weight)]), loss.params)[0])
-
-
-def _float(v: Any) -> float:
-    """A Fraction as the nearest float, +-inf beyond the float64 range."""
-    try:
-        return float(v)
-    except OverflowError:
-        return math.inf if v > 0 else -math.inf
+        inputs = _Totals(view, loss)
+        if inputs.overflowed() or isinstance(view.weight, float):
+            return math.nan
+    out = d.reduce(inputs, view.weight, loss.params)
+    return out if isinstance(out, np.ndarray) else _float(out)
 
 
 def details_of(loss: Loss, view: ExactView, component: tuple | None) -> dict:
