@@ -245,11 +245,27 @@ def brier(y: Array, p: Array) -> Array:
     return d * d
 
 
+def _bin_of(bins: int):
+    """Row values -> reliability bin: ``b`` where ``b / bins <= v < (b + 1) / bins``, last closed.
+
+    The edges are ``b / bins`` rounded to the nearest float64 (so 0.3 with 10
+    bins is in [0.3, 0.4), as written), not ``floor(v * bins)``, whose
+    rounded product puts 0.29 with 100 bins into [0.28, 0.29).
+    """
+    edges = np.arange(1, bins) / bins
+
+    def bin_of(v: Array) -> Array:
+        return np.searchsorted(edges, v, side="right").astype(np.int64, copy=False)
+
+    return bin_of
+
+
 def reliability_bin(bins: int):
-    """Equal-width bins on [0, 1], the last closed on the right: ``min(floor(p bins), bins - 1)``."""
+    """Equal-width bins of the probability on [0, 1], the last closed on the right."""
+    bin_of = _bin_of(bins)
 
     def code(y: Array, p: Array) -> Array:
-        return np.minimum((p * bins).astype(np.int64), bins - 1)
+        return bin_of(p)
 
     return code
 
@@ -396,8 +412,9 @@ def top_correct(y: Array, p: Array) -> Array:
 
 def top_label_bin(bins: int):
     """The reliability bin of each row's highest probability."""
+    bin_of = _bin_of(bins)
 
     def code(y: Array, p: Array) -> Array:
-        return np.minimum((p.max(axis=1) * bins).astype(np.int64), bins - 1)
+        return bin_of(p.max(axis=1))
 
     return code
