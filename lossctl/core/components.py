@@ -179,7 +179,10 @@ class ScoreHistogram:
     """Positives' and negatives' weights per score (binary labels, any real scores)."""
 
     key: tuple = ("score_histogram",)
-    intervals: bool = False  # 1,000 bucket histograms would cost too much memory
+    intervals: bool = False
+    # why --ci gives no interval (the report says so beside "ci": null)
+    no_intervals: str = ("no bootstrap interval: the score histogram is kept once, not per "
+                         "bootstrap bucket (1,000 histograms of up to 65,536 keys)")
 
     def new(self, groups: int, weighted: bool) -> HistogramState:
         return HistogramState(groups, weighted)

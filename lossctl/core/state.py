@@ -418,6 +418,12 @@ class EvalState:
         key = self._component_of.get(loss.key)
         return key is None or self._specs[key].intervals
 
+    def interval_note(self, loss: Loss) -> str | None:
+        """Why ``--ci`` gives this loss no interval (None: it gets one)."""
+        if self.interval_support(loss):
+            return None
+        return self._specs[self._component_of[loss.key]].no_intervals
+
     def replicates(self, counts: np.ndarray) -> dict[str, np.ndarray | None]:
         """Every loss's value in each bootstrap replicate (``counts``: replicates x buckets)."""
         if self.bucket_sums is None:

@@ -60,6 +60,7 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
         "losses_chosen": "auto" if report.losses_chosen else "user",
         "losses": {},
     }
+    state = report.state
     for loss in r.losses:
         d = loss.definition
         entry: dict[str, Any] = {"name": loss.name, "params": loss.params, "task": d.task,
@@ -75,9 +76,11 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
             entry["value"] = _num(r.values[loss.key])
             if report.intervals is not None:
                 entry["ci"] = _pair(report.intervals[loss.key])
+                note = state.interval_note(loss)
+                if note is not None:
+                    entry["ci_unsupported"] = note
             entry.update(r.details.get(loss.key, {}))
         doc["losses"][loss.key] = entry
-    state = report.state
     if state.buckets:
         doc["confidence"] = {"level": report.confidence, "method": METHOD,
                              "buckets": state.buckets, "seed": state.seed}
@@ -201,7 +204,8 @@ def _loss_table(doc: dict, group: str = "loss") -> tuple[list[str], list[list[st
         return header, rows
     header = [group, "value"] + ([level] if ci else []) + ["rows", "weight sum"]
     rows = [[k, _display(e["value"]) if e["value"] is not None or "undefined" not in e
-             else "undefined"] + ([_ci_text(e.get("ci"))] if ci else [])
+             else "undefined"] + ([_ci_text(e.get("ci")) if "ci_unsupported" not in e else "n/a"]
+                                  if ci else [])
             + [str(doc["rows"]), _display(doc["weight_sum"])] for k, e in entries.items()]
     return header, rows
 
@@ -386,6 +390,9 @@ def _summary(doc: dict) -> str:
         c = doc["confidence"]
         parts.append(f"intervals: {c['level'] * 100:g}% {c['method']}, {c['buckets']} buckets, "
                      f"seed {c['seed']}")
+    no_ci = [k for k, e in doc["losses"].items() if "ci_unsupported" in e]
+    if no_ci:
+        parts.append(f"no interval for {', '.join(no_ci)} (see ci_unsupported in -f json)")
     if doc.get("slices_hidden"):
         parts.append(f"{doc['slices_hidden']} slices with fewer rows hidden")
     if "join" in doc:
