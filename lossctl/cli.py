@@ -676,12 +676,13 @@ def losses_cmd(fmt: str | None, debug: bool) -> None:
                          for k, v in r["params"].items())
 
     if fmt == "markdown":
-        click.echo("| loss | aliases | task | better | params | label | prediction | formula |")
-        click.echo("|---|---|---|---|---|---|---|---|")
+        click.echo("| loss | aliases | task | kind | better | params | label | prediction | formula |")
+        click.echo("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             formula = r["formula"].replace("|", "\\|")
-            click.echo(f"| `{r['name']}` | {', '.join(r['aliases'])} | {r['task']} | {r['better']} "
-                       f"| {params(r)} | {r['label']} | {r['prediction']} | `{formula}` |")
+            click.echo(f"| `{r['name']}` | {', '.join(r['aliases'])} | {r['task']} | {r['kind']} "
+                       f"| {r['better']} | {params(r)} | {r['label']} | {r['prediction']} "
+                       f"| `{formula}` |")
         return
     from rich.console import Console
     from rich.table import Table
@@ -690,11 +691,12 @@ def losses_cmd(fmt: str | None, debug: bool) -> None:
     both = sorted({n for n in spellings if spellings.count(n) > 1})
     table = Table(caption=f"{', '.join(both)}: a binary or a multiclass definition, by the "
                           "prediction columns (one, or K).", caption_justify="left")
-    for col in ("loss", "aliases", "task", "better", "params", "label", "prediction", "formula"):
+    for col in ("loss", "aliases", "task", "kind", "better", "params", "label", "prediction",
+                "formula"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], ", ".join(r["aliases"]), r["task"], r["better"], params(r),
-                      r["label"], r["prediction"], r["formula"])
+        table.add_row(r["name"], ", ".join(r["aliases"]), r["task"], r["kind"], r["better"],
+                      params(r), r["label"], r["prediction"], r["formula"])
     Console(no_color=not _use_color(), highlight=False).print(table)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .catalogue import CATALOGUE
-from .definitions import EPS, ROW_SUM_TOL, Array, LossDef, Term
+from .definitions import EPS, HARD_Z, ROW_SUM_TOL, Array, LossDef, Term
 
 __all__ = ["CATALOGUE", "EPS", "ROW_SUM_TOL", "Loss", "LossDef", "all_names", "default_losses",
            "describe_catalogue", "lookup", "parse_loss", "parse_loss_list", "resolve"]
@@ -157,7 +157,8 @@ def describe_catalogue() -> list[dict[str, Any]]:
             "parameters": [{"name": p.name, "type": _PARAM_TYPES[p.kind], "default": p.default,
                             "required": p.default is None, "valid": p.valid_doc or None,
                             "description": p.doc} for p in d.params],
-            "label": _NEEDS[d.label], "prediction": _NEEDS[d.pred], "description": d.doc,
+            "label": "1 column of 0/1" if HARD_Z in d.checks else _NEEDS[d.label],
+            "prediction": _NEEDS[d.pred], "description": d.doc,
             "kind": d.kind, "group": d.group, "higher_is_better": d.higher_is_better,
             "better": "higher" if d.higher_is_better else "nearer 0" if d.best_at_zero else "lower",
             "input_checks": [{"role": c.role, "rule": c.reason} for c in d.checks]
