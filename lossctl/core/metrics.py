@@ -322,13 +322,13 @@ def _average_precision(table: Any) -> tuple[float, float, str | None]:
     tp, fp = np.cumsum(dp), np.cumsum(dn)
     with np.errstate(invalid="ignore", divide="ignore"):
         prec = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-    ap = float(np.sum(dp * prec) / n_pos)
+    ap = math.fsum((dp * prec).tolist()) / n_pos  # (fsum: keys of weight 0 change nothing)
     m = table.mixed[::-1]
     tp0, fp0 = tp - dp, fp - dn
     with np.errstate(invalid="ignore", divide="ignore"):
         hi = np.where(tp + fp0 > 0, tp / (tp + fp0), 0.0)
         lo = np.where(tp0 + fp > 0, tp0 / (tp0 + fp), 0.0)
-    bound = float(np.sum((dp * (hi - lo))[m]) / n_pos) if m.any() else 0.0
+    bound = math.fsum((dp * (hi - lo))[m].tolist()) / n_pos if m.any() else 0.0
     return ap, bound, None
 
 
