@@ -21,7 +21,7 @@ counts, exact weight sums (:class:`lossctl.core.exact.GroupedSum`), maxima.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -168,10 +168,14 @@ _SIGN = np.uint64(1 << 63)
 
 
 def ordered_bits(x: Array) -> Array:
-    """float64 -> uint64 keys in the same order as the floats (-0.0 and 0.0 equal)."""
-    x = np.where(x == 0.0, 0.0, x)  # -0.0 sorts with 0.0
-    bits = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
-    return np.where(bits & _SIGN, ~bits, bits | _SIGN)
+    """float64 -> uint64 keys in the same order as the floats (-0.0 and 0.0 equal).
+
+    Non-negative floats get the sign bit set, negative ones have every bit
+    flipped: one XOR with a mask made by an arithmetic shift of the sign.
+    """
+    bits = (np.asarray(x, dtype=np.float64) + 0.0).view(np.uint64)  # (-0.0 + 0.0 is 0.0)
+    flip = (bits.view(np.int64) >> np.int64(63)).view(np.uint64) | _SIGN
+    return np.bitwise_xor(bits, flip, out=flip)
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,7 @@ class ScoreTable:
     """A histogram's totals per distinct key, in increasing score order.
 
     ``neg`` and ``pos`` are object arrays of exact integers: weights in units
-    of ``1 / scale`` (2**-1074), or row counts (``scale`` 1) when unweighted.
+    of ``1 / scale`` (a power of two), or row counts (``scale`` 1) when unweighted.
     ``mixed`` marks keys that hold more than one distinct score: only there
     can the bucketing make a metric inexact.
     """
@@ -202,6 +206,7 @@ class ScoreTable:
     pos: Array
     mixed: Array
     scale: int
+    memo: dict = field(default_factory=dict, repr=False, compare=False)  # metrics computed once
 
     def floats(self, a: Array) -> Array:
         return np.array([v / self.scale for v in a.tolist()], dtype=float)
@@ -280,12 +285,12 @@ class _Side:
         np.minimum.at(self.low, codes, other.low)
         np.maximum.at(self.high, codes, other.high)
         if self.weights is not None and other.weights is not None:
-            self.weights.add_totals(other.weights.totals(), codes.tolist())
+            self.weights.add_scaled(other.weights.scaled_totals(), codes.tolist())
 
     def exact_weights(self) -> Array:
         """Exact weight per key (units of 2**-1074), or the row count unweighted; object ints."""
         if self.weights is not None:
-            return np.array([t.scaled for t in self.weights.totals()], dtype=object)
+            return np.array(self.weights.scaled_totals(), dtype=object)
         return np.array(self.counts.tolist(), dtype=object)
 
     def to_json(self) -> dict:
@@ -350,13 +355,19 @@ class _Hist:
         self.shift = 0
         self.sides = (_Side(weighted), _Side(weighted))  # label 0, label 1
         self.distinct = 0  # distinct keys of both sides together
+        self._table: ScoreTable | None = None
 
     def add(self, bits: Array, label: Array, w: Array | None) -> None:
-        for i, rows in enumerate((~label, label)):
-            if rows.any():
-                fresh = self.sides[i].add(bits[rows], self.shift, None if w is None else w[rows])
-                self.distinct += _missing(fresh, self.sides[1 - i].sorted_keys)
-        self._fit()
+        self._table = None
+        for start in range(0, len(bits), MAX_KEYS):  # (bounds the keys held before a _fit)
+            cut = slice(start, start + MAX_KEYS)
+            b, lab = bits[cut], label[cut]
+            for i, rows in enumerate((~lab, lab)):
+                if rows.any():
+                    fresh = self.sides[i].add(b[rows], self.shift,
+                                              None if w is None else w[cut][rows])
+                    self.distinct += _missing(fresh, self.sides[1 - i].sorted_keys)
+            self._fit()
 
     def _count(self) -> None:
         neg, pos = self.sides
@@ -396,6 +407,7 @@ class _Hist:
         self._count()
 
     def merge(self, other: _Hist) -> None:
+        self._table = None
         shift = max(self.shift, other.shift)
         if shift > self.shift:
             self._coarsen(shift)
@@ -406,7 +418,16 @@ class _Hist:
         self._fit()
 
     def table(self) -> ScoreTable:
-        """Per distinct key, in increasing score order: exact negatives, positives, and mixed."""
+        """Per distinct key, in increasing score order: exact negatives, positives, and mixed.
+
+        Made once until rows are added; weights in the coarsest unit that
+        keeps them integers (small integers make the metrics' exact sums fast).
+        """
+        if self._table is None:
+            self._table = self._make_table()
+        return self._table
+
+    def _make_table(self) -> ScoreTable:
         neg_side, pos_side = self.sides
         uniq = _distinct(np.concatenate([neg_side.keys, pos_side.keys]))
         low = np.full(len(uniq), _ALL_ONES, dtype=np.uint64)
@@ -419,7 +440,13 @@ class _Hist:
             out.append(w)
             np.minimum.at(low, at, side.low)
             np.maximum.at(high, at, side.high)
-        return ScoreTable(out[0], out[1], low < high, 1 << _SCALE if self.weighted else 1)
+        if not self.weighted:
+            return ScoreTable(out[0], out[1], low < high, 1)
+        nonzero = [v for v in (*out[0].tolist(), *out[1].tolist()) if v]
+        zeros = min(((v & -v).bit_length() - 1 for v in nonzero), default=0)  # common factor 2**zeros
+        zeros = min(zeros, _SCALE)
+        neg, pos = (np.array([v >> zeros for v in a.tolist()], dtype=object) for a in out)
+        return ScoreTable(neg, pos, low < high, 1 << (_SCALE - zeros))
 
     def to_json(self) -> dict:
         return {"shift": self.shift, "sides": [s.to_json() for s in self.sides]}

@@ -294,7 +294,13 @@ def roc_auc(table: Any, w: Number, params: Mapping[str, Any]) -> float:
 
 
 def _auc(table: Any) -> tuple[float, float, str | None]:
-    """(roc_auc, worst-case error from bucketing, why it is undefined)."""
+    """(roc_auc, worst-case error from bucketing, why it is undefined), once per table."""
+    if "auc" not in table.memo:
+        table.memo["auc"] = _exact_auc(table)
+    return table.memo["auc"]
+
+
+def _exact_auc(table: Any) -> tuple[float, float, str | None]:
     neg, pos, mixed = table.neg, table.pos, table.mixed
     n_neg, n_pos = sum(neg.tolist()), sum(pos.tolist())
     if n_neg == 0 or n_pos == 0:
@@ -314,6 +320,12 @@ def auc_details(table: Any, w: Number, params: Mapping[str, Any]) -> dict:
 
 def _average_precision(table: Any) -> tuple[float, float, str | None]:
     """(AP, worst-case error from bucketing, why undefined): scikit-learn's step-wise AP."""
+    if "ap" not in table.memo:
+        table.memo["ap"] = _step_average_precision(table)
+    return table.memo["ap"]
+
+
+def _step_average_precision(table: Any) -> tuple[float, float, str | None]:
     if sum(table.pos.tolist()) == 0:
         return math.nan, math.nan, "no positive label: pr_auc needs positives"
     # thresholds from the highest score down: cumulative true and false positives
