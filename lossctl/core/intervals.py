@@ -96,7 +96,8 @@ def differences(base: Any, cand: Any, counts: np.ndarray | None, confidence: flo
 
     ``relative`` is ``(candidate - baseline) / |baseline|``.  The verdict is
     ``worse`` or ``better`` when the interval of the difference excludes 0,
-    else ``no significant change``.
+    else ``no significant change``; None (with ``ci_unsupported``, the reason)
+    for a metric that gets no interval.
     """
     b, c = base.result(), cand.result()
     out: dict[str, dict[str, Any]] = {}
@@ -111,14 +112,14 @@ def differences(base: Any, cand: Any, counts: np.ndarray | None, confidence: flo
                                  "difference": diff, "relative": rel,
                                  "higher_is_better": loss.definition.higher_is_better}
         rep_b, rep_c = reps_b.get(key), reps_c.get(key)
-        if counts is not None:
-            if rep_b is None or rep_c is None:
-                entry["ci"] = entry["relative_ci"] = (math.nan, math.nan)
-            else:
-                entry["ci"] = percentile_interval(rep_c - rep_b, confidence)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    entry["relative_ci"] = percentile_interval((rep_c - rep_b) / np.abs(rep_b),
-                                                               confidence)
+        if counts is not None and (rep_b is None or rep_c is None):  # no interval: no verdict
+            entry.update(ci=(math.nan, math.nan), relative_ci=(math.nan, math.nan), verdict=None,
+                         ci_unsupported=cand.interval_note(loss))
+        elif counts is not None:
+            entry["ci"] = percentile_interval(rep_c - rep_b, confidence)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                entry["relative_ci"] = percentile_interval((rep_c - rep_b) / np.abs(rep_b),
+                                                           confidence)
             entry["verdict"] = verdict(entry["ci"], loss.definition.higher_is_better)
         out[key] = entry
     return out

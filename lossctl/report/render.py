@@ -72,6 +72,8 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
                           "difference": _num(d["difference"]), "relative": _num(d["relative"]),
                           "ci": _pair(d.get("ci")), "relative_ci": _pair(d.get("relative_ci")),
                           "verdict": d.get("verdict")})
+            if "ci_unsupported" in d:
+                entry["ci_unsupported"] = d["ci_unsupported"]
         else:
             entry["value"] = _num(r.values[loss.key])
             if report.intervals is not None:
@@ -199,7 +201,8 @@ def _loss_table(doc: dict, group: str = "loss") -> tuple[list[str], list[list[st
         header = [group, "baseline", "candidate", "difference", "relative"]
         header += [f"{level} of difference", "verdict"]
         rows = [[k, _display(e["baseline"]), _display(e["candidate"]), _display(e["difference"]),
-                 _pct(e["relative"]), _ci_text(e["ci"]), e["verdict"] or ""]
+                 _pct(e["relative"]), "n/a" if "ci_unsupported" in e else _ci_text(e["ci"]),
+                 e["verdict"] or ""]
                 for k, e in entries.items()]
         return header, rows
     header = [group, "value"] + ([level] if ci else []) + ["rows", "weight sum"]
