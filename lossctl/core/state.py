@@ -448,8 +448,9 @@ class EvalState:
         g = self.slice_buckets
         g.grow(len(self.slice_keys.keys) * SLICE_BUCKETS)
         out = []
+        totals: dict = {}  # every bucket's totals, read once for all slices
         for i in range(len(self.slice_keys.keys)):
-            view = ReplicateView(g, counts, i * SLICE_BUCKETS)
+            view = ReplicateView(g, counts, i * SLICE_BUCKETS, totals)
             out.append({l.key: value_of(l, view, None)
                         if self._component_of.get(l.key) is None else None for l in self.losses})
         return out

@@ -82,37 +82,41 @@ class BinView:
         return self._state.bin_rows()[self.group]
 
 
+_WEIGHT = ("__weight__",)
+
+
 class ReplicateView:
     """Bootstrap replicates of a group of buckets: ``counts @ per-bucket totals``.
 
     ``groups`` holds the buckets; ``first`` and ``counts.shape[1]`` select
     which of its groups are the buckets (all of them for the whole stream,
-    a slice's run of buckets for per-slice intervals).
+    a slice's run of buckets for per-slice intervals).  The views of the
+    slices of one state share ``totals`` (every group's exact totals, read
+    once), so reading all slices costs one pass, not one per slice.
     """
 
-    def __init__(self, groups: Groups, counts: np.ndarray, first: int = 0) -> None:
+    def __init__(self, groups: Groups, counts: np.ndarray, first: int = 0,
+                 totals: dict[tuple, tuple[list[ExactSum], np.ndarray]] | None = None) -> None:
         self._groups = groups
         self._counts = counts
         self._cut = slice(first, first + counts.shape[1])
-        self._cache: dict[tuple, np.ndarray] = {}
+        self._totals = {} if totals is None else totals
+        self._cache: dict[tuple, Any] = {}
 
-    def _floats(self, key: tuple) -> np.ndarray:
-        got = self._cache.get(key)
+    def _exact(self, key: tuple) -> tuple[list[ExactSum], np.ndarray]:
+        """This view's buckets' exact totals of a term (or the weight), and them as floats."""
+        got = self._totals.get(key)
         if got is None:
-            totals = self._groups.sums[key].totals()[self._cut]
-            got = self._cache[key] = np.array([t.value for t in totals])
-        return got
+            exact = self._groups.weight_totals() if key == _WEIGHT else self._groups.sums[key].totals()
+            got = self._totals[key] = (exact, np.array([t.value for t in exact]))
+        return got[0][self._cut], got[1][self._cut]
 
     def sum(self, key: tuple) -> np.ndarray:
-        return self._counts @ self._floats(key)
+        return self._counts @ self._exact(key)[1]
 
     @property
     def weight(self) -> np.ndarray:
-        got = self._cache.get(("__weight__",))
-        if got is None:
-            got = np.array([t.value for t in self._groups.weight_totals()[self._cut]])
-            self._cache[("__weight__",)] = got
-        return self._counts @ got
+        return self._counts @ self._exact(_WEIGHT)[1]
 
     def centred(self, square: tuple, first: tuple) -> np.ndarray:
         """Replicates of ``sum w (v - mean)^2``, without cancellation.
@@ -125,9 +129,7 @@ class ReplicateView:
         key = ("__centred__", square, first)
         got = self._cache.get(key)
         if got is None:
-            q = self._groups.sums[square].totals()[self._cut]
-            s = self._groups.sums[first].totals()[self._cut]
-            w = self._groups.weight_totals()[self._cut]
+            q, s, w = self._exact(square)[0], self._exact(first)[0], self._exact(_WEIGHT)[0]
             if any(t.nonfinite for t in (*q, *s)):
                 got = (np.full(len(q), math.nan), np.full(len(q), math.nan))
             else:
@@ -218,7 +220,8 @@ def value_of(loss: Loss, view: Any, component: tuple | None) -> Any:
         inputs = _Totals(view, loss)
         if inputs.overflowed() or isinstance(view.weight, float):
             return math.nan
-    out = d.reduce(inputs, view.weight, loss.params)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # (empty replicates: NaN)
+        out = d.reduce(inputs, view.weight, loss.params)
     return out if isinstance(out, np.ndarray) else _float(out)
 
 
