@@ -218,9 +218,10 @@ def balanced_accuracy(s: Totals, w: Number, params: Mapping[str, Any]) -> Number
     tp, fp, fn, tn = _confusion(s, w)
     pos, neg = tp + fn, tn + fp
     tpr, tnr = div(tp, pos), div(tn, neg)
-    if isinstance(tpr, np.ndarray) or isinstance(tnr, np.ndarray):
-        with np.errstate(invalid="ignore"):
-            return np.nanmean(np.stack([np.asarray(tpr, float), np.asarray(tnr, float)]), axis=0)
+    if isinstance(tpr, np.ndarray) or isinstance(tnr, np.ndarray):  # replicates
+        has_pos, has_neg = np.asarray(pos) != 0, np.asarray(neg) != 0
+        total = np.where(has_pos, tpr, 0.0) + np.where(has_neg, tnr, 0.0)
+        return div(total, has_pos.astype(float) + has_neg)
     present = [r for r, n in ((tpr, pos), (tnr, neg)) if n != 0]
     return sum(present, Fraction(0)) / len(present) if present else math.nan
 
@@ -272,7 +273,7 @@ def reliability_bin(bins: int):
 
 def ece(view: Any, w: Number, params: Mapping[str, Any]) -> Number:
     """``sum_b |sum_b w y - sum_b w p| / sum w``: expected calibration error over the bins."""
-    return np.abs(view.channel("y") - view.channel("p")).sum(axis=-1) / w
+    return div(np.abs(view.channel("y") - view.channel("p")).sum(axis=-1), w)
 
 
 def ece_details(view: Any, w: Number, params: Mapping[str, Any]) -> dict:
