@@ -367,3 +367,23 @@ def test_rows_and_top_need_a_per_row_metric(data: dict, tmp_path: Path, metric: 
     assert r.code == 2 and "per-row" in r.err and not (tmp_path / "o.csv").exists()
     r = run("runner", ["eval", data["parquet"], *cols, "-m", metric, "--top", "3", metric])
     assert r.code == 2 and "per-row" in r.err
+
+
+def test_ci_on_a_few_rows_keeps_stderr_quiet(tmp_path: Path) -> None:
+    """Most replicates of two rows are empty: their NaNs are dropped without numpy warnings."""
+    b = tmp_path / "two.csv"
+    b.write_text("z,p,y,q\n0,0.2,1.0,2.0\n1,0.7,3.0,2.5\n")
+    doc = report("script", ["eval", b, "-l", "z", "-p", "p", "-m",
+                            "ece,balanced_accuracy,precision,mcc,accuracy", "--ci"])
+    assert all(e["value"] is not None for e in doc["losses"].values())
+    report("script", ["eval", b, "-l", "y", "-p", "q", "-m", "r2,explained_variance,max_error",
+                      "--ci"])
+
+
+def test_slice_intervals_of_ratio_metrics(data: dict) -> None:
+    doc = report("runner", ["eval", data["parquet"], "-l", "y", "-p", "yhat", "-w", "w", "-m",
+                            "r2,mse", "--by", "seg", "--ci"])
+    for s in doc["slices"]:
+        for k in ("r2", "mse"):
+            lo, hi = s["ci"][k]
+            assert lo < s["losses"][k] < hi, (s["key"], k)
