@@ -4,7 +4,8 @@ Each entry names its kernel (:mod:`lossctl.core.kernels` for the losses,
 :mod:`lossctl.core.metrics` for the metrics), parameters, columns, domain
 checks and direction; how its value comes from the exact state is its
 ``kind`` (see :mod:`lossctl.core.definitions`).  Adding a loss or a metric
-means adding one entry here; the README table and ``docs/`` list them.
+means adding one entry here; the README tables and ``docs/LOSSES.md`` / ``docs/METRICS.md``
+list them.
 """
 
 from __future__ import annotations
