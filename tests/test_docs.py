@@ -53,25 +53,26 @@ def block(text: str, name: str) -> str:
 Key = tuple[str, str]  # (name, task): accuracy, brier, ece have a binary and a multiclass definition
 
 
-def parse_catalogue_table(text: str) -> dict[Key, tuple[list[str], str, dict]]:
-    """``| `name` | aliases | task | better | params | ...`` rows -> {(name, task): (aliases,
-    better, {param: default})}."""
+def parse_catalogue_table(text: str) -> dict[Key, tuple[list[str], str, str, dict]]:
+    """``| `name` | aliases | task | kind | better | params | ...`` rows -> {(name, task):
+    (aliases, kind, better, {param: default})}."""
     out = {}
     for line in text.splitlines():
         if not line.startswith("| `"):
             continue
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        name, aliases, task, better, params = cells[0].strip("`"), *cells[1:5]
+        name, aliases, task, kind, better, params = cells[0].strip("`"), *cells[1:6]
         parsed = {}
         for item in filter(None, (p.strip() for p in params.split(","))):
             k, _, v = item.partition("=")
             parsed[k] = None if v == "(required)" else json.loads(v)
-        out[(name, task)] = ([a.strip() for a in aliases.split(",") if a.strip()], better, parsed)
+        out[(name, task)] = ([a.strip() for a in aliases.split(",") if a.strip()], kind, better,
+                             parsed)
     return out
 
 
-def expected(rows: list[dict]) -> dict[Key, tuple[list[str], str, dict]]:
-    return {(r["name"], r["task"]): (r["aliases"], r["better"], r["params"]) for r in rows}
+def expected(rows: list[dict]) -> dict[Key, tuple[list[str], str, str, dict]]:
+    return {(r["name"], r["task"]): (r["aliases"], r["kind"], r["better"], r["params"]) for r in rows}
 
 
 # --------------------------------------------------------------------------
@@ -178,6 +179,22 @@ def test_a_new_loss_makes_the_docs_tests_fail(monkeypatch: pytest.MonkeyPatch) -
     assert spec_problems(rows, SPEC.read_text())[0] == "the catalogue table differs from lossctl losses"
 
 
+def test_every_metric_has_its_row_in_docs_metrics() -> None:
+    """docs/METRICS.md: one row per metric in its task's section, naming its aliases and
+    parameters with their defaults."""
+    from lossctl.core.catalogue import _METRICS
+
+    text = (ROOT / "docs" / "METRICS.md").read_text()
+    sections = {m[1].lower(): m[2] for m in re.finditer(r"^## (\w+)[^\n]*\n(.*?)(?=^## |\Z)", text,
+                                                        re.S | re.M)}
+    for d in _METRICS:
+        rows = [ln for ln in sections[d.task].splitlines() if ln.startswith(f"| `{d.name}`")]
+        assert len(rows) == 1, (d.name, d.task)
+        assert all(f"`{a}`" in rows[0] for a in d.aliases), d.name
+        assert all(f"`{p.name}=" in rows[0] or f"{p.name}={p.default}" in rows[0]
+                   for p in d.params), d.name
+
+
 # --------------------------------------------------------------------------
 # links
 # --------------------------------------------------------------------------
@@ -192,8 +209,8 @@ def _anchors(markdown: str) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/LOSSES.md", "sample_data/README.md",
-                                 "bench/README.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/LOSSES.md", "docs/METRICS.md",
+                                 "sample_data/README.md", "bench/README.md"])
 def test_links_point_inside_the_repository(doc: str) -> None:
     path = ROOT / doc
     text = path.read_text()

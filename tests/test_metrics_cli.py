@@ -349,14 +349,14 @@ def test_losses_lists_kind_and_direction() -> None:
             for line in md[2:]}
     assert rows["roc_auc/binary"][4].strip() == "curve" and rows["roc_auc/binary"][5].strip() == "higher"
     assert rows["r2/regression"][4].strip() == "ratio"
-    assert rows["mean_bias/regression"][5].strip() == "closer to 0"
+    assert rows["mean_bias/regression"][5].strip() == "nearer 0"
     assert rows["mse/regression"][5].strip() == "lower" and rows["mse/regression"][4].strip() == "mean"
     assert rows["max_error/regression"][4].strip() == "extreme"
     table = run("runner", ["losses", "-f", "table"], env={"COLUMNS": "200"}).out
-    assert "closer to 0" in table and "curve" in table
+    assert "nearer 0" in table and "curve" in table
     doc = json.loads(run("runner", ["losses", "-f", "json"]).out)
     mb = next(d for d in doc if d["name"] == "mean_bias")
-    assert mb["better"] == "closer to 0" and mb["best_at_zero"] and not mb["higher_is_better"]
+    assert mb["better"] == "nearer 0" and mb["kind"] == "mean" and not mb["higher_is_better"]
     assert all({"kind", "group", "higher_is_better"} <= set(d) for d in doc)
 
 
