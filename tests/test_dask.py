@@ -112,6 +112,19 @@ def test_large_files_are_split_and_give_the_same_bits(dump: dict, dask_cluster: 
     same([dump["quoted_csv"], *EVAL, *EXTRAS], dask_cluster, "20KiB")
 
 
+METRICS = ["-l", "z", "-p", "prob", "-w", "w", "-m",
+           "accuracy,precision,f1,mcc,balanced_accuracy,brier,roc_auc,pr_auc,ece,bce"]
+
+
+def test_metrics_give_the_local_report(dump: dict, dask_cluster: Any) -> None:
+    """Ratios, the score histogram and reliability bins merge across workers bit for bit."""
+    doc = same([dump["dir"] / "parquet", *METRICS, "--by", "seg", "--ci"], dask_cluster)
+    assert doc["losses"]["roc_auc"]["error_bound"] == 0.0 and doc["losses"]["ece"]["bins"]
+    same([dump["big_parquet"], *METRICS, "--ci"], dask_cluster, "8KiB")
+    same([dump["big_csv"], "-l", "y", "-p", "p", "-m", "r2,explained_variance,max_error,mape",
+          "--ci", "--by", "dev"], dask_cluster, "20KiB")
+
+
 def test_compare_and_label_joins(dump: dict, dask_cluster: Any, tmp_path: Path) -> None:
     parts = dump["parquet"]
     same(["compare", dump["dir"] / "parquet", "-l", "y", "--baseline-pred", "p2", "-p", "p",
