@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lossctl.api import evaluate_request
-from lossctl.core.components import ordered_bits
+from lossctl.core.histogram import ordered_bits
 from lossctl.core.sketch import (
     ABSOLUTE_ERROR,
     LOSS_LEVELS,

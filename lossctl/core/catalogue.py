@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics as m
-from .components import Binned, Channel, Maximum, ScoreHistogram
+from .components import Binned, Channel, Maximum
 from .definitions import (
     BINARY_Z,
     CURVE,
@@ -38,6 +38,7 @@ from .definitions import (
     not_positive,
     outside_unit,
 )
+from .histogram import ScoreHistogram
 from .kernels import (
     absolute_error,
     bce,

@@ -30,8 +30,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .components import known_codes
 from .exact import ExactSum, GroupedSum
+from .histogram import known_codes
 
 MANTISSA_BITS = 6
 RELATIVE_ERROR = 2.0 ** -(MANTISSA_BITS + 1)  # half a bucket's width, relative to its values

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .components import UNIT, BinnedState, HistogramState, MaximumState, exact
+from .components import UNIT, BinnedState, MaximumState, exact
 from .definitions import MEAN, div
 from .exact import _SCALE, ExactSum, _ratio
 from .groups import Groups
+from .histogram import HistogramState
 from .losses import Loss
 
 
