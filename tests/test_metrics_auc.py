@@ -131,6 +131,14 @@ def test_key_weights_are_exact_sums() -> None:
         b.add(w[part], codes[part])
     assert a.scaled_totals() == b.scaled_totals() == want
     assert KeyWeights.from_json(a.to_json()).scaled_totals() == want
+    # absorbed into coarser codes (pairs of codes fall together), before and after a fold
+    c = KeyWeights()
+    c.add(w[:10], codes[:10])
+    c.scaled_totals()
+    c.add(w[10:], codes[10:])
+    coarse = KeyWeights()
+    coarse.absorb(c, np.arange(40) // 2)
+    assert coarse.scaled_totals() == [want[2 * i] + want[2 * i + 1] for i in range(20)]
 
 
 # --------------------------------------------------------------------------

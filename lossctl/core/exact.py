@@ -309,21 +309,6 @@ class GroupedSum:
         self._flush()
         return [ExactSum(s, float(f)) for s, f in zip(self.ints, self.nonfinite.tolist(), strict=True)]
 
-    def scaled_totals(self) -> list[int]:
-        """The exact sum of every group in units of 2**-1074, for sums of finite values only
-        (weights): :meth:`totals` without an ExactSum object per group."""
-        self._flush_floats()
-        self._flush()
-        assert not self.nonfinite.any()
-        return list(self.ints)
-
-    def add_scaled(self, scaled: Sequence[int], codes: Sequence[int]) -> None:
-        """Add exact sums given as integers (units of 2**-1074), group by group."""
-        self.grow(max(codes, default=-1) + 1)
-        ints = self.ints
-        for c, v in zip(codes, scaled, strict=True):
-            ints[c] += v
-
     def add_totals(self, totals: Sequence[ExactSum], codes: Sequence[int] | None = None) -> None:
         """Add exact sums group by group (``codes`` maps their groups to ours)."""
         codes = range(len(totals)) if codes is None else codes

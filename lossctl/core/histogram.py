@@ -33,27 +33,26 @@ _SIGN = np.uint64(1 << 63)
 class KeyWeights:
     """Exact sums of finite weights >= 0 per key code, sparse in (code, exponent).
 
-    A weight is ``m 2**(e - 1075)`` with ``m`` its 53-bit significand: its
-    two 26/27-bit halves are summed as int64 per (code, exponent) pair that
-    occurs, kept sorted in ``pairs``; totals are folded into exact integers
-    (units of 2**-1074) when asked.  A dense GroupedSum would keep every
-    exponent seen for every key: with 65,536 keys and ~40 weight exponents,
-    ~80 MiB per side; this keeps only the pairs that occur (a few per key).
+    A weight is ``m 2**(e - 1075)`` with ``m`` its 53-bit significand: the
+    two halves of ``m`` are summed as int64 per (code, exponent) pair that
+    occurs, kept sorted in ``pairs``, and folded into exact integers (units
+    of 2**-1074, in ``ints``) only when totals are read.  A dense GroupedSum
+    would keep every exponent seen for every key: with 65,536 keys and ~40
+    weight exponents, ~80 MiB per side; this keeps the few pairs per key
+    that occur, and merging two of them (a coarser shift, another state)
+    stays in int64 arithmetic.
     """
 
     def __init__(self, groups: int = 0) -> None:
         self.pairs = np.zeros(0, dtype=np.int64)  # code * 2048 + biased exponent, sorted
         self.high = np.zeros(0, dtype=np.int64)  # per pair: sum of significands >> 26
         self.low = np.zeros(0, dtype=np.int64)  # and of their low 26 bits
-        self.ints = np.zeros(groups, dtype=object)  # folded totals per code (and merged ones)
-        self.ints[:] = 0
-        self._rows = 0
+        self.ints: list[int] = [0] * groups  # folded totals per code
+        self._rows = 0  # rows in the int64 sums since the last fold (bounds them)
 
     def grow(self, groups: int) -> None:
         if groups > len(self.ints):
-            more = np.zeros(groups - len(self.ints), dtype=object)
-            more[:] = 0
-            self.ints = np.concatenate([self.ints, more])
+            self.ints.extend([0] * (groups - len(self.ints)))
 
     def add(self, w: Array, codes: Array) -> None:
         """Add weight ``w[i]`` to code ``codes[i]``, exactly."""
@@ -61,6 +60,7 @@ class KeyWeights:
             for start in range(0, len(w), _BLOCK):
                 self.add(w[start:start + _BLOCK], codes[start:start + _BLOCK])
             return
+        self.grow(int(codes.max()) + 1 if len(codes) else 0)
         bits = np.ascontiguousarray(w, dtype=np.float64).view(np.uint64)
         exp = (bits >> np.uint64(52)).astype(np.int64)
         sig = (bits & np.uint64((1 << 52) - 1)) | np.where(exp > 0, np.uint64(1 << 52), np.uint64(0))
@@ -68,51 +68,67 @@ class KeyWeights:
         # float bins are exact: each half is below 2**27 and there are at most _BLOCK of them
         high = np.bincount(inverse, weights=(sig >> np.uint64(_HALF)).astype(np.float64))
         low = np.bincount(inverse, weights=(sig & np.uint64((1 << _HALF) - 1)).astype(np.float64))
+        self._merge(uniq, high.astype(np.int64), low.astype(np.int64), len(bits))
+
+    def absorb(self, other: KeyWeights, codes: Array) -> None:
+        """Add ``other``'s sums, its code ``i`` becoming ``codes[i]`` (codes may fall together)."""
+        self.grow(int(codes.max()) + 1 if len(codes) else 0)
+        for i, v in enumerate(other.ints):
+            if v:
+                self.ints[int(codes[i])] += v
+        if not len(other.pairs):
+            return
+        pairs = codes[other.pairs // _EXPONENTS] * _EXPONENTS + other.pairs % _EXPONENTS
+        order = np.argsort(pairs, kind="stable")
+        pairs = pairs[order]
+        starts = np.flatnonzero(np.concatenate([[True], pairs[1:] != pairs[:-1]]))
+        self._merge(pairs[starts], np.add.reduceat(other.high[order], starts),
+                    np.add.reduceat(other.low[order], starts), other._rows)
+
+    def _merge(self, uniq: Array, high: Array, low: Array, rows: int) -> None:
+        """Add int64 half sums of distinct sorted pairs (from ``rows`` rows) to ours."""
         at = np.searchsorted(self.pairs, uniq)
         known = np.zeros(len(uniq), dtype=bool)
         if len(self.pairs):
             known = self.pairs[np.minimum(at, len(self.pairs) - 1)] == uniq
         old = at[known]  # (distinct positions: plain fancy indexing adds exactly)
-        self.high[old] += high[known].astype(np.int64)
-        self.low[old] += low[known].astype(np.int64)
+        self.high[old] += high[known]
+        self.low[old] += low[known]
         new = ~known
         self.pairs = np.insert(self.pairs, at[new], uniq[new])
-        self.high = np.insert(self.high, at[new], high[new].astype(np.int64))
-        self.low = np.insert(self.low, at[new], low[new].astype(np.int64))
-        self._rows += len(bits)
+        self.high = np.insert(self.high, at[new], high[new])
+        self.low = np.insert(self.low, at[new], low[new])
+        self._rows += rows
         if self._rows >= _FLUSH_ROWS:
             self._fold()
 
     def _fold(self) -> None:
         """Move the int64 pair sums into the exact integers per code."""
         codes, exp = self.pairs // _EXPONENTS, self.pairs % _EXPONENTS
+        ints = self.ints
         for e in np.unique(exp).tolist():  # (a few dozen exponents: object arithmetic per one)
             sel = exp == e
             total = (self.high[sel].astype(object) * (1 << _HALF) + self.low[sel].astype(object)) \
                 * (1 << (max(e, 1) - 1))
-            self.ints[codes[sel]] += total  # (one pair per code and exponent: distinct codes)
+            for c, t in zip(codes[sel].tolist(), total.tolist(), strict=True):
+                ints[c] += t
         self.pairs = np.zeros(0, dtype=np.int64)
         self.high = np.zeros(0, dtype=np.int64)
         self.low = np.zeros(0, dtype=np.int64)
         self._rows = 0
 
-    def add_scaled(self, scaled: Sequence[int], codes: Sequence[int]) -> None:
-        """Add exact totals given as integers (units of 2**-1074), code by code."""
-        self.grow(max(codes, default=-1) + 1)
-        np.add.at(self.ints, np.asarray(codes, dtype=np.int64), np.array(scaled, dtype=object))
-
     def scaled_totals(self) -> list[int]:
         """The exact sum of every code in units of 2**-1074."""
         self._fold()
-        return [int(v) for v in self.ints.tolist()]
+        return list(self.ints)
 
     def to_json(self) -> list:  # (the format of GroupedSum.to_json)
         return [ExactSum(v).to_json() for v in self.scaled_totals()]
 
     @classmethod
     def from_json(cls, data: list) -> KeyWeights:
-        out = cls(len(data))
-        out.add_scaled([ExactSum.from_json(d).scaled for d in data], range(len(data)))
+        out = cls()
+        out.ints = [ExactSum.from_json(d).scaled for d in data]
         return out
 
 
@@ -234,7 +250,7 @@ class _Side:
         np.minimum.at(self.low, codes, other.low)
         np.maximum.at(self.high, codes, other.high)
         if self.weights is not None and other.weights is not None:
-            self.weights.add_scaled(other.weights.scaled_totals(), codes.tolist())
+            self.weights.absorb(other.weights, codes)
 
     def exact_weights(self) -> Array:
         """Exact weight per key (units of 2**-1074), or the row count unweighted; object ints."""
