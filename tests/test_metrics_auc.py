@@ -278,7 +278,7 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-12
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(binary_sets())
 def test_binary_metrics_property(data) -> None:
     z, s, w = data
