@@ -28,10 +28,11 @@ class OrcReader(SchemaReader):
 
     def batches(self, columns: list[str], text: Sequence[str] = (),
                 categories: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+        wanted = self.positions(columns)
         for i in range(self._orc.nstripes):
             try:
-                stripe = self._orc.read_stripe(i, columns=columns)
+                stripe = self._orc.read_stripe(i, columns=wanted)
             except (pa.ArrowException, OSError) as e:
                 raise cannot_read(self.source, e) from None
             self.pieces_done += 1
-            yield stripe
+            yield self.under_keys(stripe, wanted)
