@@ -12,8 +12,8 @@ from lossctl.engine.plan import Request
 from lossctl.errors import InputError, InvalidInput, UsageError
 from lossctl.io import csv as sources
 from lossctl.io.columns import select_columns
-from lossctl.io.records import record_end
 from lossctl.io.reader import open_reader
+from lossctl.io.records import record_end
 from lossctl.io.sources import open_source
 
 # --------------------------------------------------------------------------

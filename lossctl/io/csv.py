@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 from ..errors import InputError, InvalidInput
 from . import arrow, fastcsv
 from .reader import Reader, cannot_read, short
-from .records import record_end
+from .records import record_end, split_record
 from .sources import Source, format_size
 
 _PEEK = 1 << 16
@@ -78,16 +78,16 @@ class CsvReader(Reader):
                                          "the limit)")
         except (pa.ArrowException, OSError) as e:
             raise cannot_read(s, e) from None
-        if not head.strip():
+        start, cut = found
+        if not head[start:].strip():
             raise InputError(f"{s.name}: empty input")
         if b"\0" in head[:_PEEK]:
             raise InputError(f"{s.name}: binary data, not CSV text "
                              "(a Parquet file? try --input-format parquet)")
-        start, cut = found
         if cut < 0:
             raise InputError(f"{s.name}: the {'header' if s.header else 'first row'} ends inside "
                              "a quoted field (an unterminated quote)")
-        fields = _fields(bytes(head[start:cut + 1]), s.delimiter)
+        fields = split_record(bytes(head[start:cut + 1]), s.delimiter)
         self._data_start = cut + 1 if s.header else start
         if not s.header:
             return [str(i + 1) for i in range(len(fields))]
@@ -173,7 +173,7 @@ class CsvReader(Reader):
     def _csv_batches(self, columns: list[str], text: set[str], categories: set[str]
                      ) -> Iterator[pa.RecordBatch]:
         threads = min(4, os.cpu_count() or 1)
-        pending: deque[tuple[_Block, Future]] = deque()
+        pending: deque[tuple[_Block, Future | None]] = deque()
         rows = self.first_row  # rows before this part of the file (a work unit)
         with ThreadPoolExecutor(threads) as pool:
             blocks = self._blocks()
@@ -192,7 +192,8 @@ class CsvReader(Reader):
                 raise InputError(f"{self.source.name}: cannot read as CSV: {short(e)}") from None
             finally:
                 for _, fut in pending:
-                    fut.cancel()
+                    if fut is not None:
+                        fut.cancel()
                 blocks.close()
 
     def _collect(self, pending: deque, columns: list[str], text: set[str], rows: int
@@ -256,11 +257,8 @@ class CsvReader(Reader):
                 best = (i, name)
         if best is not None:
             i, name = best
-            raw = table.column(name)[i].as_py()
-            try:
-                value, reason = raw.decode(), "not a number"
-            except UnicodeDecodeError:
-                value, reason = raw.decode(errors="backslashreplace"), "not UTF-8 text"
+            value = table.column(name)[i].as_py().decode(errors="backslashreplace")
+            reason = "not UTF-8 text" if name in text else "not a number"
             raise InvalidInput(reason, first_row + i, "", value, column=name,
                                source=self.source.name, line=first_row + i + 1)
 
@@ -293,19 +291,6 @@ def _header_end(head: bytearray, size: int, delimiter: str, eof: bool) -> tuple[
     if not eof:
         return None
     return (start, -1) if inside else (start, size - 1)
-
-
-def _fields(record: bytes, delimiter: str) -> list[bytes]:
-    """The fields of one CSV record, as pyarrow's tokenizer reads them (quotes removed)."""
-    data = record if record.endswith((b"\n", b"\r")) else record + b"\n"
-    read = pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False,
-                             block_size=len(data) + 1)
-    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    count = pacsv.read_csv(pa.py_buffer(data), read_options=read, parse_options=parse).num_columns
-    convert = pacsv.ConvertOptions(column_types={f"f{i}": pa.binary() for i in range(count)})
-    row = pacsv.read_csv(pa.py_buffer(data), read_options=read, parse_options=parse,
-                         convert_options=convert)
-    return [c[0].as_py() for c in row.columns]
 
 
 def _last_blocks(buf: bytearray, size: int, delimiter: str) -> Iterator[_Block]:

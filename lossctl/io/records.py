@@ -126,4 +126,39 @@ def _parity_record_end(data: bytes | bytearray, begin: int, end: int, delimiter:
     return -1, inside
 
 
+def split_record(record: bytes, delimiter: str) -> list[bytes]:
+    """The fields of one whole record (a header), quotes removed, by the same rules.
+
+    ``record`` is what :func:`record_end` delimits, with or without its line
+    end; it is not inside a quoted field at its end.
+    """
+    if record.endswith(b"\r\n"):
+        record = record[:-2]
+    elif record.endswith((b"\n", b"\r")):
+        record = record[:-1]
+    d = delimiter.encode()
+    fields: list[bytes] = []
+    i = 0
+    while True:
+        field = bytearray()
+        if record[i:i + 1] == b'"':  # a quoted field, then maybe an unquoted rest
+            i += 1
+            while True:
+                q = record.find(b'"', i)
+                if q < 0:
+                    q = len(record)
+                field += record[i:q]
+                if record[q + 1:q + 2] != b'"':
+                    i = q + 1
+                    break
+                field += b'"'
+                i = q + 2
+        j = record.find(d, i)
+        field += record[i:j if j >= 0 else len(record)]
+        fields.append(bytes(field))
+        if j < 0:
+            return fields
+        i = j + 1
+
+
 _LF, _CR, _QUOTE = 10, 13, 34
