@@ -5,12 +5,14 @@ boundary, so that each block can be parsed on its own (in C or by pyarrow)
 and read exactly as pyarrow reads the whole file.  A newline inside a quoted
 field is not a boundary, and a quote is the start of a quoted field only at
 the start of a field: ``5" screen`` holds a plain quote character.  The scan
-is in C (``_fastcsv.record_end``, from quote to quote with memchr); without
-the extension, a NumPy twin checks the quote parity and walks the quotes
-one by one only where parity does not hold.
+is in C (``_fastcsv.record_end``, from quote to quote in 16-byte SSE2
+steps); without the extension, a NumPy twin checks that the quote parity
+holds and walks the quotes one by one only where it does not.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -29,14 +31,13 @@ def record_end(data: bytes | bytearray, begin: int, end: int, delimiter: str, fi
     the last byte is undecided before ``eof``).  The quoting rules are
     pyarrow's (and Python's ``csv``): a quote opens a quoted field only at the
     start of a field, else it is a plain character (``5" screen``); inside a
-    quoted field ``""`` is a quote and a lone quote ends the quoting.  In C
-    the scan jumps from quote to quote; the twin checks with NumPy that the
-    simple parity rule holds (every odd quote opens a field) and walks the
-    quotes one by one only when it does not.
+    quoted field ``""`` is a quote and a lone quote ends the quoting.
     """
     fast = module()
     if fast is not None:
         return fast.record_end(data, begin, end, delimiter, first, eof)
+    if data.find(b'"', begin, end) < 0:  # the common case: no quote at all
+        return _stretch_end(data, begin, end, end, first, eof), False
     if not first:
         got = _parity_record_end(data, begin, end, delimiter, eof)
         if got is not None:
@@ -112,14 +113,19 @@ def _parity_record_end(data: bytes | bytearray, begin: int, end: int, delimiter:
         (before == _QUOTE)
     if not ok.all():
         return None
-    q = (q + begin).tolist()
     odd = len(q) % 2
-    inside = bool(odd) or (q[-1] + 1 == end and not eof)
-    # the stretches outside quotes, last first: after the last closing quote, then between pairs
-    stretches = [] if odd else [(q[-1] + 1, end)]
-    stretches += [(q[k] + 1, q[k + 1]) for k in range(len(q) - 3 + odd, 0, -2)]
-    stretches.append((begin, q[0]))
-    for a, b in stretches:
+    last = int(q[-1]) + begin
+    inside = bool(odd) or (last + 1 == end and not eof)
+
+    def stretches() -> Iterator[tuple[int, int]]:
+        """Outside quotes, last first: after the last closing quote, between pairs, the start."""
+        if not odd:
+            yield last + 1, end
+        for k in range(len(q) - 3 + odd, 0, -2):
+            yield int(q[k]) + begin + 1, int(q[k + 1]) + begin
+        yield begin, int(q[0]) + begin
+
+    for a, b in stretches():
         c = _stretch_end(data, a, b, end, False, eof)
         if c >= 0:
             return c, inside
