@@ -255,7 +255,7 @@ def header_fields(data: bytes, delim: str) -> tuple[list[list[bytes]], bool]:
     return reference_records(body, ord(delim))
 
 
-@fuzz(400)
+@fuzz(800)
 @given(doc=csv_document(), block=st.sampled_from([1, 2, 3, 7, 16, 64, 1 << 20]),
        native=st.booleans())
 def test_blocks_read_as_pyarrow_reads_the_whole_file(doc: tuple[bytes, str], block: int,
@@ -300,7 +300,7 @@ _NULLS = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", 
           "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
 
 
-@fuzz(300)
+@fuzz(500)
 @given(data=st.binary(max_size=60) | st.lists(st.sampled_from([b"a", b",", b'"', b"\n", b"\r",
                                                                 b"\r\n", b'""', b"x", b" "]),
                                                max_size=40).map(b"".join),
@@ -385,7 +385,7 @@ def check_cli(path: Path, delim: str, nan: str, chunk: int) -> tuple[int, str, s
     return r.code, r.out, r.err
 
 
-@fuzz(150)
+@fuzz(300)
 @given(doc=csv_document(numeric_cols=2), nan=st.sampled_from(["error", "skip"]),
        block=st.sampled_from([1, 5, 32, 1 << 20]), chunk=st.sampled_from([1, 3, 65536]))
 def test_cli_numbers_equal_exact_reference_on_and_off(doc: tuple[bytes, str], nan: str, block: int,
@@ -500,7 +500,7 @@ def parquet_expected(table: pa.Table, li: int, pi: int) -> tuple[int, dict | Non
     return 0, exact_means(y, p)
 
 
-@fuzz(120)
+@fuzz(250)
 @given(table=parquet_table(), li=st.integers(1, 5), pi=st.integers(1, 5),
        chunk=st.sampled_from([1, 4, 65536]))
 def test_parquet_schemas(table: pa.Table, li: int, pi: int, chunk: int, tmp_path: Path) -> None:
@@ -557,7 +557,7 @@ def test_corrupted_parquet_in_a_real_process(seed: int, how: str, tmp_path: Path
 # --------------------------------------------------------------------------
 
 
-@fuzz(150)
+@fuzz(300)
 @given(data=st.binary(max_size=300), fmt=st.sampled_from(["csv", "tsv", "parquet"]),
        header=st.booleans())
 def test_random_bytes_never_a_traceback(data: bytes, fmt: str, header: bool, tmp_path: Path) -> None:
