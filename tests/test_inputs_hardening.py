@@ -189,8 +189,8 @@ def test_parquet_decimals_are_correctly_rounded(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-l", "y", "-p", "ll"], "column 'll' is list<element: list<element: double>>: a role takes"),
-    (["-l", "y", "-p", "st"], "column 'st' is struct<a: double>: a role takes"),
+    (["-l", "y", "-p", "ll"], "column 'll' is list<element: list<element: double>>, not numeric"),
+    (["-l", "y", "-p", "st"], "column 'st' is struct<a: double>, not numeric"),
     (["-l", "y", "-p", "p", "--by", "st"], "--by column 'st' is struct<a: double>: slices need"),
     (["-l", "y", "-p", "p", "--by", "l"], "--by column 'l' is list<element: double>: slices need"),
 ])
@@ -311,8 +311,9 @@ def test_fifo_and_txt_in_a_shard_directory_are_skipped(tmp_path: Path) -> None:
     assert r.code == 0, r.err
     assert float(r.out) == 2.5
     assert r.err.splitlines() == [f"lossctl: reading {d}/a.csv", f"lossctl: reading {d}/b.csv",
-                                  f"lossctl: skipped {d}/README.txt: not a .csv, .tsv, .tab or "
-                                  ".parquet name", f"lossctl: skipped {d}/c.csv: not a regular file"]
+                                  f"lossctl: skipped {d}/README.txt: not a data file name (.csv, "
+                                  ".tsv, .jsonl, .parquet, .arrow, .orc, ...)",
+                                  f"lossctl: skipped {d}/c.csv: not a regular file"]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
@@ -403,5 +404,5 @@ def test_parquet_read_errors_name_the_file(group: int, tmp_path: Path) -> None:
         assert json.loads(r.out)["losses"]["mse"]["value"] == mse(ref["y"].to_pylist(),
                                                                    ref["p"].to_pylist())
         return
-    assert r.err.startswith(f"lossctl: error: {path}: cannot read as parquet after row "), r.err
+    assert r.err.startswith(f"lossctl: error: {path}: cannot read as Parquet after row "), r.err
     assert r.code == 2 and r.err.count("\n") == 1

@@ -201,8 +201,8 @@ def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None =
     for name in numeric:
         t = types.get(name)
         if t is not None and not (_numeric(t) or is_list(t) and _numeric(t.value_type)):
-            raise InputError(f"{reader.source.name}: column {name!r} is {t}: a role takes numbers "
-                             "or a list of numbers")
+            raise InputError(f"{reader.source.name}: column {name!r} is {t}, not numeric (a role "
+                             "takes numbers or a list of numbers)")
     by = reader.select(req.by, "--by column") if req.by else []
     for name in by:
         t = types.get(name)
