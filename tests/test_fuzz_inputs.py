@@ -558,7 +558,8 @@ def test_corrupted_parquet_in_a_real_process(seed: int, how: str, tmp_path: Path
 
 
 @fuzz(300)
-@given(data=st.binary(max_size=300), fmt=st.sampled_from(["csv", "tsv", "parquet"]),
+@given(data=st.binary(max_size=300) | st.text(alphabet='{}[]":,1.5e-\n ayp\\', max_size=80).map(
+           lambda t: t.encode()), fmt=st.sampled_from(["csv", "tsv", "parquet", "jsonl", "arrow", "orc"]),
        header=st.booleans())
 def test_random_bytes_never_a_traceback(data: bytes, fmt: str, header: bool, tmp_path: Path) -> None:
     path = tmp_path / f"f.{fmt}"

@@ -97,6 +97,24 @@ def test_repeated_parquet_names_by_position(tmp_path: Path) -> None:
     assert "columns 1, 2 and 4 are all named 'v'" in msg
 
 
+@pytest.mark.parametrize("fmt", ["arrow", "orc"])
+def test_repeated_names_in_arrow_and_orc(fmt: str, tmp_path: Path) -> None:
+    t = pa.Table.from_arrays([pa.array([1.0, 2.0]), pa.array([3.0, 7.0]), pa.array([0.5, 1.0])],
+                             names=["v", "v", "w"])
+    path = tmp_path / f"d.{fmt}"
+    if fmt == "arrow":
+        import pyarrow.feather as feather
+
+        feather.write_feather(t, path)
+    else:
+        import pyarrow.orc as orc
+
+        orc.write_table(t, path)
+    doc = report("runner", ["eval", path, "-l", "1", "-p", "2", "-w", "w", "-m", "mse"])
+    assert doc["losses"]["mse"]["value"] == (0.5 * 4 + 1.0 * 25) / 1.5
+    assert "columns 1 and 2 are both named 'v'" in error(["eval", path, "-l", "v", "-p", "2"])
+
+
 # --------------------------------------------------------------------------
 # 2. Quote parity: a quote inside an unquoted field is a plain character
 # --------------------------------------------------------------------------
