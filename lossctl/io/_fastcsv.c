@@ -23,7 +23,8 @@
  * record_end(buffer, begin, end, delimiter, first, eof) tells where a block
  * may end: the last (or first) record end outside quoted fields, read by
  * pyarrow's own rules (a quote opens a quoted field only at the start of a
- * field), jumping from quote to quote with memchr.
+ * field), going from quote to quote in 16-byte SSE2 steps; the unquoted
+ * stretches between are searched for line ends only at the end, last first.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
