@@ -379,6 +379,13 @@ def test_errors_deep_in_a_file_name_the_exact_row(line: str, message: str, tmp_p
     assert msg == f"lossctl: error: {path}, {message}\n"
 
 
+def test_a_last_line_of_spaces_is_a_row(tmp_path: Path, native: str) -> None:
+    """pyarrow skips empty lines only: a last line of spaces is a row (its value is no number)."""
+    path = write(tmp_path / "s.csv", "y\n1\n   ")
+    msg = error(["eval", path, "-l", "y", "-p", "y", "-m", "mse"])
+    assert msg.endswith("row 2, column 'y' (label): not a number (value: '   ')\n")
+
+
 @pytest.mark.parametrize("eol", ["\r", "\r\n", "\n"])
 def test_line_endings_cr_crlf_lf(eol: str, tmp_path: Path, native: str,
                                  monkeypatch: pytest.MonkeyPatch) -> None:

@@ -141,8 +141,8 @@ class CsvReader(Reader):
                 buf[:len(carry)] = carry
                 got = f.readinto(memoryview(buf)[len(carry):need])
                 size = len(carry) + got
-                if not got:
-                    if buf[:size].strip():
+                if not got:  # the rest, unless only empty lines (a line of spaces is a row)
+                    if buf[:size].strip(b"\r\n"):
                         yield from _last_blocks(buf, size, s.delimiter)
                     return
                 cut, inside = record_end(buf, 0, size, s.delimiter)
