@@ -14,7 +14,7 @@ For every generated input:
 * with the C speed-ups off (``LOSSCTL_NATIVE=0``) the output is the same.
 
 Hypothesis runs derandomized (a fixed sequence of examples) so CI is
-deterministic; the example counts keep the whole module near two minutes.
+deterministic; the example counts keep the whole module near a minute.
 """
 
 from __future__ import annotations
