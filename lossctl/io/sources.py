@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -244,20 +243,6 @@ def check_delimiter(delimiter: str) -> None:
     if len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
         raise UsageError(f"--delimiter must be one ASCII character other than a quote or a line "
                          f"end (got {delimiter!r}; 'tab' for a tab)")
-
-
-_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """A size in bytes: ``16777216``, ``16M``, ``16MiB``, ``1.5G`` (binary multiples)."""
-    m = _SIZE.fullmatch(text)
-    if not m:
-        raise UsageError(f"not a size: {text!r} (e.g. 64M, 1G)")
-    n = float(m.group(1)) * 1024 ** " KMGT".index((m.group(2) or " ").upper())
-    if not 1 <= n <= 1 << 50:
-        raise UsageError(f"size {text!r} is out of range (1 byte to 1 PiB)")
-    return int(n)
 
 
 def format_size(n: int) -> str:
