@@ -161,22 +161,6 @@ columns_options = _options(
                  help="Sample-weight column (finite, >= 0)."),
 )
 
-reading_options = _options(
-    click.option("--nan", type=click.Choice(["error", "skip"]), default="error", show_default=True,
-                 help="Missing, NaN or infinite values: fail, or skip the row (counted)."),
-    click.option("--chunk-size", type=int, default=None, metavar="ROWS",
-                 help="Rows per chunk (memory bound; results do not depend on it).  "
-                      "[default: 65536]"),
-    click.option("--input-format", type=click.Choice(INPUT_FORMATS),
-                 help="Read every input as this format (default: by magic bytes or extension; "
-                      "jsonl is JSON Lines, arrow is Arrow IPC/Feather)."),
-    click.option("--delimiter", metavar="CHAR", help="CSV field delimiter (default: by extension)."),
-    click.option("--no-header", is_flag=True,
-                 help="CSV without a header line: columns are named 1, 2, ... by position."),
-    click.option("--progress/--no-progress", default=None,
-                 help="Progress bar on stderr (default: only when stderr is a terminal)."),
-)
-
 def _size(ctx: Any, param: Any, value: str | None) -> int | None:
     """A size in bytes: 134217728, 128MiB, 128M, 1.5GB."""
     if value is None:
@@ -192,6 +176,29 @@ def _size(ctx: Any, param: Any, value: str | None) -> int | None:
         raise click.BadParameter("must be at least 1 byte", param=param)
     return size
 
+
+reading_options = _options(
+    click.option("--nan", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+                 help="Missing, NaN or infinite values: fail, or skip the row (counted)."),
+    click.option("--chunk-size", type=int, default=None, metavar="ROWS",
+                 help="Rows per chunk (memory bound; results do not depend on it).  "
+                      "[default: 65536]"),
+    click.option("--input-format", type=click.Choice(INPUT_FORMATS),
+                 help="Read every input as this format (default: by magic bytes or extension; "
+                      "jsonl is JSON Lines, arrow is Arrow IPC/Feather)."),
+    click.option("--delimiter", metavar="CHAR", help="CSV field delimiter (default: by extension)."),
+    click.option("--no-header", is_flag=True,
+                 help="CSV without a header line: columns are named 1, 2, ... by position."),
+    click.option("--max-record-size", callback=_size, metavar="SIZE",
+                 help="Longest CSV record (line) read, e.g. 64M or 1G; a longer one is an error "
+                      "naming its row (a stray quote or a file without line ends stops there).  "
+                      "[default: 16M]"),
+    click.option("--progress/--no-progress", default=None,
+                 help="Progress bar on stderr (default: only when stderr is a terminal)."),
+    click.option("--verbose", is_flag=True,
+                 help="List on stderr the files read, and those a directory or glob left out "
+                      "(and why)."),
+)
 
 engine_options = _options(
     click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
@@ -274,24 +281,37 @@ keep_option = click.option("--keep", metavar="COLS", shell_complete=COLUMNS,
 def _delimiter(delimiter: str | None) -> str | None:
     if delimiter is None:
         return None
-    delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
-    if len(delimiter) != 1:
-        raise click.BadParameter("must be one character", param_hint="--delimiter")
-    return delimiter
+    return {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)  # (checked by the reader)
 
 
 def _request(files: list[str], o: dict[str, Any], **extra: Any) -> Any:
     """The engine request for the options every reading command shares."""
     from .engine.plan import DEFAULT_CHUNK_ROWS, Request
+    from .io.sources import DEFAULT_MAX_RECORD
 
+    if o["verbose"]:
+        _list_inputs(files + (extra["join"].paths if extra.get("join") else []))
     return Request(
         paths=files, label=o["label"], pred=o["pred"], losses=list(o["losses"]),
         weight=o["weight"], nan=o["nan"],
         chunk_rows=DEFAULT_CHUNK_ROWS if o["chunk_size"] is None else o["chunk_size"],
         input_format=o["input_format"],
         delimiter=_delimiter(o["delimiter"]), header=not o["no_header"],
-        engine=o["engine"], scheduler=o["scheduler"],
-        **({"unit_bytes": o["unit_size"]} if o["unit_size"] else {}), **extra)
+        max_record=o["max_record_size"] or DEFAULT_MAX_RECORD, engine=o["engine"],
+        scheduler=o["scheduler"], **({"unit_bytes": o["unit_size"]} if o["unit_size"] else {}),
+        **extra)
+
+
+def _list_inputs(paths: list[str]) -> None:
+    """--verbose: the files that will be read, and those left out of directories and globs."""
+    from .io.sources import expand_paths
+
+    skipped: list[tuple[str, str]] = []
+    found = expand_paths(paths, skipped)
+    for path in found:
+        click.echo(f"lossctl: reading {'<stdin>' if path == '-' else path}", err=True)
+    for path, why in skipped:
+        click.echo(f"lossctl: skipped {path}: {why}", err=True)
 
 
 def _checks(o: dict[str, Any], baseline: str | None = None, max_increase: tuple = (),

@@ -169,7 +169,7 @@ def _first_input(path: str) -> str | None:
                 break
             dirs[:] = sorted(d for d in dirs if shard_dir(d))
             for f in sorted(files):
-                if data_file(f):
+                if data_file(f) and os.path.isfile(os.path.join(root, f)):  # (not a FIFO)
                     return os.path.join(root, f)
         return None
     if has_magic(path):

@@ -599,8 +599,10 @@ BAD_ROWS = {  # name: (data row, exit code, part of stderr (None: unchecked), le
     "NA": ("0.5,NA,n", 2, "row 9876, column 'p' (prediction): missing or non-finite value", True),
     "nan": ("nan,0.5,n", 2, "row 9876, column 'y'", True),
     "inf": ("0.5,inf,n", 2, "row 9876, column 'p'", True),
-    "too many fields": ("1,2,n,extra", 2, "bad.csv: cannot parse CSV near row", True),
-    "too few fields": ("1,2", 2, "bad.csv: cannot parse CSV near row", True),
+    "too many fields": ("1,2,n,extra", 2, "bad.csv, row 9876: 4 fields where the header has 3 "
+                        "(the row: '1,2,n,extra')", True),
+    "too few fields": ("1,2", 2, "bad.csv, row 9876: 2 fields where the header has 3 (the row: '1,2')",
+                       True),
     "leading space": (" 1.5,2,n", 0, None, True),
     "plus sign": ("+1,2,n", 0, None, True),
     "bare point": (".5,1.,n", 0, None, True),

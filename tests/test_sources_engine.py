@@ -12,8 +12,8 @@ from lossctl.engine.plan import Request
 from lossctl.errors import InputError, InvalidInput, UsageError
 from lossctl.io import csv as sources
 from lossctl.io.columns import select_columns
-from lossctl.io.csv import _first_record_end, _record_end
 from lossctl.io.reader import open_reader
+from lossctl.io.records import record_end
 from lossctl.io.sources import open_source
 
 # --------------------------------------------------------------------------
@@ -32,15 +32,15 @@ from lossctl.io.sources import open_source
     ],
 )
 def test_record_end(data: bytes, end: int | None, expected: int) -> None:
-    assert _record_end(data, 0, len(data) if end is None else end) == expected
+    assert record_end(data, 0, len(data) if end is None else end, ",")[0] == expected
     # the same from an offset into a larger buffer
-    shifted = _record_end(b"zz\n" + data, 3, 3 + (len(data) if end is None else end))
+    shifted = record_end(b"zz\n" + data, 3, 3 + (len(data) if end is None else end), ",")[0]
     assert shifted == (expected + 3 if expected >= 0 else -1)
 
 
 def test_first_record_end_skips_quoted_newline_in_header() -> None:
-    assert _first_record_end(b'"a\nb",c\n1,2\n', 0, 12) == 7
-    assert _first_record_end(b"a,b", 0, 3) == -1
+    assert record_end(b'"a\nb",c\n1,2\n', 0, 12, ",", first=True) == (7, False)
+    assert record_end(b"a,b", 0, 3, ",", first=True) == (-1, False)
 
 
 # --------------------------------------------------------------------------

@@ -21,9 +21,6 @@ zpty -r z line '*<ready>*'
 zpty -n -w z "$1"$'\t'
 zpty -w z $'\x15echo "<done>"'
 local out
-while zpty -r z line; do
-  [[ $line == *'<done>'* ]] && break
-  out+=$line
-done
+zpty -r z out '*<done>*'  # everything up to the marker, however the output is split
 print -r -- "$out" | grep -o '<hit>[^<]*</hit>' | sed -e 's/<hit>//' -e 's/<\/hit>//' | sort -u
 zpty -d z

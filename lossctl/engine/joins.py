@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputError, InvalidInput, UsageError
-from ..io.columns import select_columns
 from ..io.reader import open_reader
 from ..io.sources import Source
 
@@ -69,10 +68,10 @@ class KeyJoin:
         self.columns: dict[str, list[str]] = {}
         for source in sources:
             reader = open_reader(source, batch_rows)
-            if key not in reader.columns:
+            if key not in reader.names:
                 raise UsageError(f"{source.name}: no key column {key!r}")
-            cols = {role: select_columns(spec, reader.columns, f"{role} column")
-                    for role, spec in specs.items()}
+            reader.select(key, "--key column")  # a name that repeats is an error
+            cols = {role: reader.select(spec, f"{role} column") for role, spec in specs.items()}
             if self.columns and cols != self.columns:
                 raise UsageError(f"{source.name}: columns {cols} differ from the first file's")
             self.columns = cols
@@ -130,8 +129,7 @@ class RowJoin:
     def _stream(self) -> Iterator[pa.RecordBatch]:
         for source in self.sources:
             reader = open_reader(source, self.batch_rows)
-            cols = {role: select_columns(spec, reader.columns, f"{role} column")
-                    for role, spec in self.specs.items()}
+            cols = {role: reader.select(spec, f"{role} column") for role, spec in self.specs.items()}
             if self.columns and cols != self.columns:
                 raise UsageError(f"{source.name}: columns {cols} differ from the first file's")
             self.columns = cols

@@ -19,13 +19,14 @@ import pyarrow as pa
 from ..core.losses import Loss
 from ..core.state import EvalState
 from ..errors import InputError, UsageError
-from ..io.columns import select_columns
 from ..io.reader import Reader
+from ..io.sources import DEFAULT_MAX_RECORD
 
 if TYPE_CHECKING:  # pyarrow.compute (imported by joins and slices) costs 40 ms of start-up
     from .joins import JoinStats
 
 DEFAULT_CHUNK_ROWS = 1 << 16
+MAX_CHUNK_ROWS = 1 << 30  # a chunk of more rows would not fit in memory anyway (8 GiB a column)
 SAMPLE_ROWS = 10_000  # the automatic loss choice looks at this many first rows of the stream
 DEFAULT_MAX_SLICES = 10_000
 
@@ -59,6 +60,7 @@ class Request:
     input_format: str | None = None
     delimiter: str | None = None
     header: bool = True
+    max_record: int = DEFAULT_MAX_RECORD  # bytes: the longest CSV record read
     threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     by: str | None = None
     max_slices: int = DEFAULT_MAX_SLICES
@@ -129,7 +131,12 @@ class Columns:
 
     @property
     def text(self) -> list[str]:
-        """Columns read as they are (strings in CSV), not as numbers (slice keys aside)."""
+        """Columns read as they are (strings in CSV), not as numbers (slice keys aside).
+
+        A role's column that is also kept or a slice key is read as text too;
+        its numbers are converted from that text as the CSV reader converts
+        them (:func:`lossctl.engine.chunks.text_to_float64`).
+        """
         return [c for c in dict.fromkeys(self.keep + ([self.key] if self.key else []))
                 if c not in self.by]
 
@@ -145,7 +152,9 @@ class Columns:
         for role, cols in self.roles.items():
             if column in cols:
                 return role
-        return "weight"
+        if column in self.by:
+            return "--by column"
+        return "key" if column == self.key else "--keep column"
 
     def same_as(self, other: Columns) -> bool:
         return self.roles == other.roles and (self.by, self.keep, self.key) == \
@@ -178,25 +187,32 @@ Progress = Callable[[int, int], None]  # (done, total): bytes (local engine) or 
 
 def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None = None) -> Columns:
     """Apply the column specs to one file's columns."""
-    avail = reader.columns
     specs = req.main_specs() if specs is None else specs
-    roles = {role: select_columns(spec, avail, f"{role} column") for role, spec in specs.items()}
+    roles = {role: reader.select(spec, f"{role} column") for role, spec in specs.items()}
     weight = None
     if req.weight:
-        w = select_columns(req.weight, avail, "weight column")
+        w = reader.select(req.weight, "weight column")
         if len(w) != 1:
             raise UsageError(f"the weight is one column; {req.weight!r} selects {len(w)}")
         weight = w[0]
         roles["weight"] = w
     numeric = [c for cs in roles.values() for c in cs]
-    for name, t in reader.schema_types.items():
-        if name in numeric and not _numeric(t):
-            raise InputError(f"{reader.source.name}: column {name!r} is {t}, not numeric")
-    by = select_columns(req.by, avail, "--by column") if req.by else []
-    keep = select_columns(req.keep, avail, "--keep column") if req.keep else []
+    types = reader.schema_types
+    for name in numeric:
+        t = types.get(name)
+        if t is not None and not (_numeric(t) or is_list(t) and _numeric(t.value_type)):
+            raise InputError(f"{reader.source.name}: column {name!r} is {t}, not numeric (a role "
+                             "takes numbers or a list of numbers)")
+    by = reader.select(req.by, "--by column") if req.by else []
+    for name in by:
+        t = types.get(name)
+        if t is not None and pa.types.is_nested(t):
+            raise InputError(f"{reader.source.name}: --by column {name!r} is {t}: slices need "
+                             "single values (numbers, text, dates)")
+    keep = reader.select(req.keep, "--keep column") if req.keep else []
     key = None
     if req.join is not None and req.join.key:
-        key = select_columns(req.join.key, avail, "--key column")
+        key = reader.select(req.join.key, "--key column")
         if len(key) != 1:
             raise UsageError(f"the key is one column; {req.join.key!r} selects {len(key)}")
         key = key[0]
@@ -212,8 +228,6 @@ def is_list(t: pa.DataType) -> bool:
 
 
 def _numeric(t: pa.DataType) -> bool:
-    if is_list(t):
-        return _numeric(t.value_type)
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) \
         or pa.types.is_decimal(t) or pa.types.is_null(t)
 

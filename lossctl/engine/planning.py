@@ -23,7 +23,7 @@ from ..errors import UsageError
 from ..io import fs
 from ..io.sources import Source, expand_paths, open_source
 from .chunks import role_array
-from .plan import Binding, Columns, Request
+from .plan import MAX_CHUNK_ROWS, Binding, Columns, Request
 from .scan import Scan, sample
 from .units import Unit, count_csv_range, csv_ranges, parquet_parts, whole_files
 
@@ -38,8 +38,8 @@ class Plan:
     """A request checked and its inputs opened: files, sample, joined file, units."""
 
     def __init__(self, req: Request, per_row: bool = False) -> None:
-        if req.chunk_rows < 1:
-            raise UsageError("--chunk-size must be at least 1 row")
+        if not 1 <= req.chunk_rows <= MAX_CHUNK_ROWS:
+            raise UsageError(f"--chunk-size must be between 1 and {MAX_CHUNK_ROWS:,} rows")
         if not 0 < req.confidence < 1:
             raise UsageError("--confidence must be between 0 and 1, e.g. 0.95")
         if req.join is not None and req.join.missing not in ("error", "skip"):
@@ -60,7 +60,7 @@ class Plan:
         found = expand_paths(paths)
 
         def one(p: str) -> Source:
-            return open_source(p, req.input_format, req.delimiter, req.header)
+            return open_source(p, req.input_format, req.delimiter, req.header, req.max_record)
 
         if len(found) > 4 and any(fs.is_remote(p) for p in found):
             from concurrent.futures import ThreadPoolExecutor

@@ -20,8 +20,11 @@
  * which agrees with pyarrow's to the bit, overflow to inf included.  The GIL
  * is released while parsing, so blocks parse in parallel.
  *
- * count_byte(buffer, begin, end, byte) counts a byte with SSE2 (the quote
- * parity that tells where a block may end).
+ * record_end(buffer, begin, end, delimiter, first, eof) tells where a block
+ * may end: the last (or first) record end outside quoted fields, read by
+ * pyarrow's own rules (a quote opens a quoted field only at the start of a
+ * field), going from quote to quote in 16-byte SSE2 steps; the unquoted
+ * stretches between are searched for line ends only at the end, last first.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -413,41 +416,165 @@ done:
     return result;
 }
 
-static PyObject *count_byte(PyObject *self, PyObject *args)
+/* The last byte c in [p, p + n), or NULL (memrchr where the C library has it). */
+static const char *last_byte(const char *p, Py_ssize_t n, char c)
+{
+#ifdef __GLIBC__
+    return n > 0 ? memrchr(p, c, (size_t)n) : NULL;
+#else
+    while (n-- > 0)
+        if (p[n] == c)
+            return p + n;
+    return NULL;
+#endif
+}
+
+/* The first (or last) record end in [a, b), a stretch outside quoted fields,
+   or -1.  A record ends at '\n', or at a '\r' not followed by '\n'; a '\r'
+   that is the buffer's last byte is undecided before eof (its '\n' may come
+   in the next read). */
+static Py_ssize_t stretch_end(const char *base, Py_ssize_t a, Py_ssize_t b, Py_ssize_t end,
+                              int first, int eof)
+{
+    if (a >= b)
+        return -1;
+    if (first) {
+        const char *n = memchr(base + a, '\n', (size_t)(b - a));
+        Py_ssize_t limit = n ? n - base : b;
+        const char *r = memchr(base + a, '\r', (size_t)(limit - a));
+        if (r != NULL) {  /* the first CR: of a CRLF (then n is next) or bare */
+            Py_ssize_t i = r - base;
+            if (i + 1 < end)
+                return base[i + 1] == '\n' ? i + 1 : i;
+            if (eof)
+                return i;
+        }
+        return n ? limit : -1;
+    }
+    const char *n = last_byte(base + a, b - a, '\n');
+    Py_ssize_t from = n ? n - base + 1 : a;
+    const char *r = last_byte(base + from, b - from, '\r');  /* after the last LF: bare */
+    if (r != NULL && r + 1 == base + end && !eof)
+        r = last_byte(base + from, r - base - from, '\r');
+    if (r != NULL)
+        return r - base;
+    return n ? n - base : -1;
+}
+
+/* record_end(buffer, begin, end, delimiter, first, eof) -> (cut, inside).
+
+   buffer[begin:end] starts on a record boundary.  cut is the index of the
+   last (with first: the first) record end outside quoted fields, or -1;
+   inside is 1 when the scan ends inside a quoted field (or, before eof, on a
+   quote that may be the first of a doubled one).  The rules are those of
+   pyarrow's (and Python's) CSV tokenizer: a quote opens a quoted field only
+   at the start of a field; elsewhere it is a plain character.  Inside a
+   quoted field "" is a quote and a lone quote ends the quoting; the rest of
+   the field is unquoted. */
+/* The first quote in [p, end), or NULL.  Quotes come often and close
+   together in text columns: an inline 16-byte step beats a call to memchr. */
+static inline const char *find_quote(const char *p, const char *end)
+{
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"');
+    for (; end - p >= 16; p += 16) {
+        int m = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)p), quote));
+        if (m)
+            return p + __builtin_ctz((unsigned)m);
+    }
+#endif
+    return memchr(p, '"', (size_t)(end - p));
+}
+
+/* The unquoted stretches seen, kept to look for the last record end in only
+   once the scan is over (most of them hold none worth finding). */
+#define STRETCHES 256
+typedef struct {
+    Py_ssize_t a[STRETCHES], b[STRETCHES], n;
+} Stretches;
+
+/* The last record end in the stretches kept, or -1; then none are kept. */
+static Py_ssize_t last_in_stretches(Stretches *st, const char *base, Py_ssize_t end, int eof)
+{
+    Py_ssize_t c = -1;
+    while (st->n > 0 && c < 0) {
+        st->n--;
+        c = stretch_end(base, st->a[st->n], st->b[st->n], end, 0, eof);
+    }
+    st->n = 0;
+    return c;
+}
+
+static PyObject *record_end(PyObject *self, PyObject *args)
 {
     Py_buffer buf;
-    Py_ssize_t begin, end, n = 0;
-    unsigned char byte;
-    if (!PyArg_ParseTuple(args, "y*nnb", &buf, &begin, &end, &byte))
+    Py_ssize_t begin, end, cut = -1;
+    int delim, first, eof, inside = 0;
+    if (!PyArg_ParseTuple(args, "y*nnCpp", &buf, &begin, &end, &delim, &first, &eof))
         return NULL;
-    if (begin < 0 || end > buf.len || begin > end) {
+    if (begin < 0 || end > buf.len || begin > end || delim > 127) {
         PyBuffer_Release(&buf);
-        PyErr_SetString(PyExc_ValueError, "count_byte: bad range");
+        PyErr_SetString(PyExc_ValueError, "record_end: bad range or delimiter");
         return NULL;
     }
-    const unsigned char *p = (const unsigned char *)buf.buf, c = byte;
+    const char *base = buf.buf, d = (char)delim;
+    Stretches *st = first ? NULL : malloc(sizeof(Stretches));
     Py_BEGIN_ALLOW_THREADS
-    Py_ssize_t i = begin;
-#ifdef __SSE2__
-    const __m128i zero = _mm_setzero_si128(), needle = _mm_set1_epi8((char)c);
-    __m128i total = zero, acc = zero;
-    for (int k = 1; end - i >= 16; i += 16, k++) {  /* 16 bytes at a time, byte counters */
-        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
-        acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(v, needle));
-        if (k == 255) {  /* before a byte counter wraps */
-            total = _mm_add_epi64(total, _mm_sad_epu8(acc, zero));
-            acc = zero;
-            k = 0;
+    Py_ssize_t out = begin, i = begin;  /* out: where the current unquoted stretch began */
+    if (st != NULL)
+        st->n = 0;
+    for (;;) {
+        const char *q = find_quote(base + i, base + end);
+        Py_ssize_t stop = q == NULL ? end : q - base;
+        if (q != NULL) {
+            i = stop;
+            char prev = i > begin ? base[i - 1] : '\n';
+            if (prev != d && prev != '\n' && prev != '\r') {
+                i++;  /* a quote inside an unquoted field: a plain character */
+                continue;
+            }
         }
+        if (st == NULL) {  /* the first record end, or no room to keep stretches */
+            Py_ssize_t c = stretch_end(base, out, stop, end, first, eof);
+            if (c >= 0) {
+                cut = c;
+                if (first)
+                    break;
+            }
+        } else if (out < stop) {  /* kept: looked into at the end, last first */
+            if (st->n == STRETCHES) {
+                Py_ssize_t c = last_in_stretches(st, base, end, eof);
+                if (c >= 0)
+                    cut = c;
+            }
+            st->a[st->n] = out;
+            st->b[st->n++] = stop;
+        }
+        if (q == NULL)
+            break;
+        for (i++;; i += 2) {  /* inside the quoted field, to its closing quote */
+            q = find_quote(base + i, base + end);
+            if (q == NULL || (q + 1 == base + end && !eof)) {
+                inside = 1;
+                break;
+            }
+            i = q - base;
+            if (i + 1 >= end || base[i + 1] != '"')
+                break;
+        }
+        if (inside)
+            break;
+        out = ++i;
     }
-    total = _mm_add_epi64(total, _mm_sad_epu8(acc, zero));
-    n += _mm_cvtsi128_si64(total) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(total, total));
-#endif
-    for (; i < end; i++)
-        n += p[i] == c;
+    if (st != NULL) {
+        Py_ssize_t c = last_in_stretches(st, base, end, eof);
+        if (c >= 0)
+            cut = c;
+    }
     Py_END_ALLOW_THREADS
+    free(st);
     PyBuffer_Release(&buf);
-    return PyLong_FromSsize_t(n);
+    return Py_BuildValue("ni", cut, inside);
 }
 
 static PyObject *set_powers(PyObject *self, PyObject *arg)
@@ -470,8 +597,10 @@ static PyMethodDef methods[] = {
     {"parse_floats", parse_floats, METH_VARARGS,
      "parse_floats(block, delimiter, wanted) -> (rows, [bytearray]) | None\n\n"
      "wanted: one native uint16 per column, the output slot or 0xFFFF to skip."},
-    {"count_byte", count_byte, METH_VARARGS,
-     "count_byte(buffer, begin, end, byte) -> how many times byte occurs in buffer[begin:end]."},
+    {"record_end", record_end, METH_VARARGS,
+     "record_end(buffer, begin, end, delimiter, first, eof) -> (cut, inside): the last (or first)\n"
+     "record end outside quoted fields in buffer[begin:end], or -1, and whether the scan ends\n"
+     "inside a quoted field."},
     {"set_powers", set_powers, METH_O,
      "set_powers(table): the 128-bit powers of ten, (low, high) uint64 pairs for 1e-348..1e347."},
     {NULL, NULL, 0, NULL}};

@@ -74,11 +74,3 @@ def parse_floats(block: memoryview, delimiter: str, columns: Sequence[str],
     rows, arrays = got
     return {name: np.frombuffer(a, dtype=np.float64, count=rows) for name, a in zip(wanted, arrays,
                                                                                    strict=True)}
-
-
-def count_byte(data: bytes | bytearray, begin: int, end: int, byte: int) -> int:
-    """How many times ``byte`` occurs in ``data[begin:end]`` (SSE2 in C, else NumPy)."""
-    fast = module()
-    if fast is not None:
-        return fast.count_byte(data, begin, end, byte)
-    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8)[begin:end] == byte))

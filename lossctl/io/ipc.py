@@ -40,8 +40,7 @@ class IpcReader(SchemaReader):
 
     def batches(self, columns: list[str], text: Sequence[str] = (),
                 categories: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
-        names = self._schema.names
-        wanted = sorted({names.index(c) for c in columns})
+        wanted = self.positions(columns)
         try:
             reader = self._open(wanted)
             if isinstance(reader, ipc.RecordBatchFileReader):
@@ -51,6 +50,6 @@ class IpcReader(SchemaReader):
                 stream = iter(reader)
             for batch in stream:
                 self.pieces_done += 1
-                yield batch
+                yield self.under_keys(batch, wanted)
         except (pa.ArrowException, OSError) as e:
             raise cannot_read(self.source, e) from None

@@ -29,7 +29,7 @@ _BLOCK = 1 << 20  # bytes pyarrow parses at a time: its default; larger blocks w
 class JsonlReader(Reader):
     """Streams record batches of selected keys from a JSON Lines file."""
 
-    def _columns(self) -> list[str]:
+    def _names(self) -> list[str]:
         self._first = self._first_records()
         return list(dict.fromkeys(k for rec in self._first for k in rec if isinstance(k, str)))
 

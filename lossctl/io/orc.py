@@ -28,10 +28,17 @@ class OrcReader(SchemaReader):
 
     def batches(self, columns: list[str], text: Sequence[str] = (),
                 categories: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+        wanted = self.positions(columns)
+        # pyarrow's ORC reader picks columns by name even when given positions (with a name
+        # that repeats, the wrong column): such a file is read whole, stripe by stripe
+        alike = self.columns != self.names
         for i in range(self._orc.nstripes):
             try:
-                stripe = self._orc.read_stripe(i, columns=columns)
+                stripe = self._orc.read_stripe(i) if alike else \
+                    self._orc.read_stripe(i, columns=wanted)
+                if alike:
+                    stripe = stripe.select(wanted)
             except (pa.ArrowException, OSError) as e:
                 raise cannot_read(self.source, e) from None
             self.pieces_done += 1
-            yield stripe
+            yield self.under_keys(stripe, wanted)

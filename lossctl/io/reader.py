@@ -14,11 +14,18 @@ import pyarrow as pa
 
 from ..errors import InputError
 from . import fs
+from .columns import column_keys, select_columns
 from .sources import FORMAT_NAMES, Source
 
 
 class Reader:
-    """Streams record batches of selected columns from one source (base class)."""
+    """Streams record batches of selected columns from one source (base class).
+
+    ``names`` are the column names as the file has them; ``columns`` the same
+    names made unique (a name that repeats is told apart by its position,
+    ``v (column 2)``): every column is asked for, and comes back, by its
+    entry in ``columns``.
+    """
 
     def __init__(self, source: Source, batch_rows: int = 1 << 16, first_row: int = 0,
                  row_groups: tuple[int, int] | None = None,
@@ -30,7 +37,12 @@ class Reader:
         self.row_groups = row_groups
         self.byte_range = byte_range
         self._file: pa.NativeFile | None = None  # the raw file being read, for progress
-        self.columns: list[str] = self._columns()
+        self.names: list[str] = self._names()
+        self.columns: list[str] = column_keys(self.names)
+
+    def select(self, spec: str, what: str = "column") -> list[str]:
+        """The columns (entries of ``columns``) a column spec selects in this file."""
+        return select_columns(spec, self.columns, what, self.names)
 
     @property
     def schema_types(self) -> dict[str, pa.DataType]:
@@ -52,8 +64,8 @@ class Reader:
         """
         s = self.source
         f: pa.NativeFile
-        if s._stdin_bytes is not None:
-            f = pa.BufferReader(s._stdin_bytes)
+        if s.data is not None:  # stdin or a pipe, read once
+            f = pa.BufferReader(s.data)
         elif fs.is_uri(s.path):
             f = fs.open_input(s.path)
         else:
@@ -66,7 +78,7 @@ class Reader:
             return pa.PythonFile(_Range(f, end - start), mode="r")
         return pa.CompressedInputStream(f, s.compression) if s.compression else f
 
-    def _columns(self) -> list[str]:
+    def _names(self) -> list[str]:
         raise NotImplementedError
 
     def batches(self, columns: list[str], text: Sequence[str] = (),
@@ -95,7 +107,7 @@ class SchemaReader(Reader):
     def _open_schema(self) -> pa.Schema:
         raise NotImplementedError
 
-    def _columns(self) -> list[str]:
+    def _names(self) -> list[str]:
         try:
             self._schema = self._open_schema()
         except (pa.ArrowException, OSError) as e:
@@ -104,7 +116,17 @@ class SchemaReader(Reader):
 
     @property
     def schema_types(self) -> dict[str, pa.DataType]:
-        return {f.name: f.type for f in self._schema}
+        return {key: f.type for key, f in zip(self.columns, self._schema, strict=True)}
+
+    def positions(self, columns: list[str]) -> list[int]:
+        """The file positions of ``columns``, in file order (how the pieces hold them)."""
+        return sorted({self.columns.index(c) for c in columns})
+
+    def under_keys(self, batch: pa.RecordBatch, positions: list[int]) -> pa.RecordBatch:
+        """A piece of the fields at ``positions`` under their keys (names may repeat)."""
+        if self.columns == self.names:
+            return batch
+        return pa.RecordBatch.from_arrays(batch.columns, names=[self.columns[i] for i in positions])
 
     def bytes_done(self) -> int:
         if not self.pieces_total:

@@ -1,6 +1,6 @@
 """Inputs: which files a command reads, and how to read each.
 
-Handles paths, ``-`` (stdin), globs and directories of shards (sorted), URIs
+Handles paths, ``-`` (stdin), pipes, globs and directories of shards (sorted), URIs
 of object storage (:mod:`lossctl.io.fs`: the same globs and "directories"), and
 decides each file's format: CSV/TSV or JSON Lines (plain, gzip, zstd),
 Parquet, Arrow IPC (Feather) or ORC, by the magic bytes of the binary
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ MAGIC = {b"PAR1": "parquet", b"ARROW1": "arrow", b"\xff\xff\xff\xff": "arrow", b
          b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 _HEAD = 16  # bytes read to sniff the format
 _SKIP_IN_DIRS = ("_", ".")  # _SUCCESS, _metadata, .crc files in shard directories
+DEFAULT_MAX_RECORD = 16 << 20  # bytes: the longest CSV record (line) read
 
 
 @dataclass
@@ -46,7 +48,8 @@ class Source:
     compression: str | None = None
     delimiter: str = ","
     header: bool = True
-    _stdin_bytes: bytes | None = field(default=None, repr=False)
+    data: bytes | None = field(default=None, repr=False)  # stdin or a pipe, read once
+    max_record: int = DEFAULT_MAX_RECORD  # bytes (CSV)
 
     _size: int | None = field(default=None, repr=False)
 
@@ -57,8 +60,8 @@ class Source:
 
     @property
     def size(self) -> int | None:
-        """Bytes on disk or in storage, for progress; None for stdin."""
-        if self.path == "-":
+        """Bytes on disk or in storage, for progress; None for stdin and pipes."""
+        if self.data is not None:
             return None
         if self._size is None:
             self._size = fs.size(self.path) if fs.is_uri(self.path) else os.path.getsize(self.path)
@@ -75,8 +78,15 @@ class Source:
 # --------------------------------------------------------------------------
 
 
-def expand_paths(paths: list[str]) -> list[str]:
-    """Expand globs and directories (sorted); ``-`` stands for stdin."""
+def expand_paths(paths: list[str], skipped: list[tuple[str, str]] | None = None) -> list[str]:
+    """Expand globs and directories (sorted); ``-`` stands for stdin.
+
+    A directory or a glob yields regular files only (a FIFO or a socket in a
+    shard directory would block the run or fail), and a directory only its
+    data files by name (see :func:`data_file`); what is left out is appended to
+    ``skipped`` as ``(path, reason)``.  A pipe named on its own is read like
+    stdin.
+    """
     out: list[str] = []
     for p in paths:
         if p == "-":
@@ -87,15 +97,26 @@ def expand_paths(paths: list[str]) -> list[str]:
             found = []
             for root, dirs, files in os.walk(p):
                 # _temporary/, .ipynb_checkpoints/ and the like hold no shard of the data
-                dirs[:] = [d for d in dirs if shard_dir(d)]
-                found += [os.path.join(root, f) for f in files if data_file(f)]
+                dirs[:] = sorted(d for d in dirs if shard_dir(d))
+                for f in files:
+                    path = os.path.join(root, f)
+                    why = _not_a_shard(f, path)
+                    if why is None:
+                        found.append(path)
+                    elif skipped is not None:
+                        skipped.append((path, why))
             found.sort()
             if not found:
                 raise InputError(f"{p}: directory holds no CSV, TSV, JSON Lines, Parquet, "
                                  "Arrow/Feather or ORC file")
             out.extend(found)
         elif has_magic(p) and not os.path.exists(p):
-            found = sorted(f for f in glob.glob(p, recursive=True) if os.path.isfile(f))
+            found = []
+            for f in sorted(glob.glob(p, recursive=True)):
+                if os.path.isfile(f):
+                    found.append(f)
+                elif skipped is not None and not os.path.isdir(f):
+                    skipped.append((f, "not a regular file"))
             if not found:
                 raise InputError(f"{p}: no file matches this pattern")
             out.extend(found)
@@ -116,14 +137,27 @@ def _split_ext(path: str) -> tuple[str, str | None]:
 
 
 def data_file(name: str) -> bool:
-    """Whether a file found in a shard directory is read: a data extension, not _ or . first."""
+    """Whether a file found in a shard directory is read, by its name: a data extension (not
+    ``.txt``, which a directory may hold as notes), not ``_`` or ``.`` first."""
     ext, _ = _split_ext(name)
-    return not name.startswith(_SKIP_IN_DIRS) and (ext in CSV_EXT or ext in FORMAT_EXT)
+    return not name.startswith(_SKIP_IN_DIRS) and (ext in CSV_EXT and ext != ".txt"
+                                                    or ext in FORMAT_EXT)
 
 
 def shard_dir(name: str) -> bool:
     """Whether a subdirectory of a shard directory is searched (not _temporary/, .git/...)."""
     return not name.startswith(_SKIP_IN_DIRS)
+
+
+def _not_a_shard(name: str, path: str) -> str | None:
+    """Why a file in a shard directory is not read, or None."""
+    if name.startswith(_SKIP_IN_DIRS):
+        return "hidden or a marker (_SUCCESS, .crc)"
+    if not data_file(name):
+        return "not a data file name (.csv, .tsv, .jsonl, .parquet, .arrow, .orc, ...)"
+    if not os.path.isfile(path):  # follows links; a FIFO, a socket, a dangling link
+        return "not a regular file"
+    return None
 
 
 def _sniff(head: bytes) -> tuple[str | None, str | None]:
@@ -155,14 +189,18 @@ def _decompressed_head(path: str, data: bytes | None, compression: str) -> bytes
 
 
 def open_source(path: str, input_format: str | None = None, delimiter: str | None = None,
-                header: bool = True) -> Source:
+                header: bool = True, max_record: int = DEFAULT_MAX_RECORD) -> Source:
     """Decide how to read ``path``: ``input_format``, else the magic bytes of a binary
     format, else the extension, else a first ``{`` (JSON Lines), else CSV."""
-    stdin_bytes = None
+    if delimiter is not None:
+        check_delimiter(delimiter)
+    if max_record < 1:
+        raise UsageError("--max-record-size must be at least 1 byte")
+    data = None
     if path == "-":
         ext, comp = "", None
-        stdin_bytes = _read_stdin()
-        head = stdin_bytes[:_HEAD]
+        data = _read_stdin()
+        head = data[:_HEAD]
     else:
         ext, comp = _split_ext(fs.display(path))
         if fs.is_uri(path):
@@ -174,14 +212,18 @@ def open_source(path: str, input_format: str | None = None, delimiter: str | Non
         else:
             try:
                 with open(path, "rb") as f:
-                    head = f.read(_HEAD)
+                    if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                        head = f.read(_HEAD)
+                    else:  # a pipe (<(zcat x.gz), a FIFO): it cannot be read twice: read it once
+                        data = f.read()
+                        head = data[:_HEAD]
             except OSError as e:
                 raise InputError(f"{path}: cannot read ({e.strerror})") from None
     sniffed_fmt, sniffed_comp = _sniff(head)
     comp = comp or sniffed_comp
     fmt = input_format or sniffed_fmt or FORMAT_EXT.get(ext)
     if fmt is None and ext not in CSV_EXT:
-        text = _decompressed_head(path, stdin_bytes, comp) if comp else head
+        text = _decompressed_head(path, data, comp) if comp else head
         fmt = "jsonl" if _looks_like_jsonl(text) else None
     if fmt is None:
         fmt = "tsv" if CSV_EXT.get(ext) == "\t" else "csv"
@@ -193,7 +235,22 @@ def open_source(path: str, input_format: str | None = None, delimiter: str | Non
         name = FORMAT_NAMES[fmt]
         raise InputError(f"{path}: a compressed {name} file is not supported "
                          f"({name} compresses its pages itself)")
-    return Source(path, fmt, comp, delimiter or default_delim, header, stdin_bytes)
+    return Source(path, fmt, comp, delimiter or default_delim, header, data, max_record)
+
+
+def check_delimiter(delimiter: str) -> None:
+    """A CSV delimiter is one ASCII character other than a quote or a line end."""
+    if len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
+        raise UsageError(f"--delimiter must be one ASCII character other than a quote or a line "
+                         f"end (got {delimiter!r}; 'tab' for a tab)")
+
+
+def format_size(n: int) -> str:
+    """Bytes as a person reads them: ``16 MiB``, ``1.5 GiB``, ``900 bytes``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.4g} {unit}"
+    return f"{n} bytes"
 
 
 def _read_stdin() -> bytes:
