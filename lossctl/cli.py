@@ -18,6 +18,7 @@ import click
 from . import __version__, native
 from .errors import LossctlError
 from .report.render import FORMATS
+from .usage import UsageGroup
 
 # = lossctl.io.sources.FORMATS (not imported here: --version and --help start fast)
 INPUT_FORMATS = ["csv", "tsv", "parquet", "jsonl", "arrow", "orc"]
@@ -64,7 +65,6 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
 
 debug_option = click.option("--debug", is_flag=True, help="Show a Python traceback on errors.")
 
-
 def _complete(name: str) -> Callable[..., Any]:
     """A shell-completion callback of :mod:`lossctl.completion`, imported only when completing."""
 
@@ -80,7 +80,7 @@ COLUMNS, LOSSES, FILES = (_complete(f"complete_{n}") for n in ("columns", "losse
 files_argument = click.argument("files", nargs=-1, required=True, shell_complete=FILES)
 
 
-class _Group(click.Group):
+class _Group(UsageGroup):
     """The command group; keeps the arguments it was given, for the HTML report's command line."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -228,9 +228,11 @@ format_option = click.option("-f", "--format", "fmt", type=click.Choice(FORMATS)
 check_options = _options(
     click.option("--fail-if", "fail_if", multiple=True, metavar="'LOSS OP N'",
                  help="Exit 1 if the check holds, e.g. 'mse > 0.25' (OP: < <= > >=). Repeatable."),
+    click.option("--slice-fail-if", "slice_fail_if", multiple=True, metavar="'LOSS OP N'",
+                 help="With --by: exit 1 if the check holds for any slice shown. Repeatable."),
     click.option("--checks", "checks_file", metavar="FILE", shell_complete=FILES,
-                 help="Checks from a TOML or JSON file (fail_if, max_increase, max_regression, "
-                      "baseline)."),
+                 help="Checks from a TOML or JSON file (fail_if, slice_fail_if, max_increase, "
+                      "max_regression, slice_max_regression, baseline)."),
     click.option("--junit", metavar="FILE", shell_complete=FILES,
                  help="Write the checks as JUnit XML to FILE."),
 )
@@ -240,6 +242,9 @@ interval_options = _options(
                  default=0.95, show_default=True, help="Confidence level of the intervals."),
     click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True,
                  help="Seed of the row buckets and the bootstrap (same seed: same intervals)."),
+    click.option("--ci-key", metavar="COL", shell_complete=COLUMNS,
+                 help="Bucket rows by this row id column (integer or string) instead of (file "
+                      "name, row): the same interval after renaming, converting or re-sharding."),
 )
 
 slice_options = _options(
@@ -255,11 +260,11 @@ slice_options = _options(
 
 baseline_options = _options(
     click.option("--baseline", metavar="REPORT.json", shell_complete=FILES,
-                 help="Compare with an earlier `lossctl eval -f json` report: every loss may not "
-                      "get worse (or by --max-increase)."),
+                 help="Gate every loss against an earlier `lossctl eval -f json` report or "
+                      "--emit-state file: no loss may get worse (beyond --max-increase)."),
     click.option("--max-increase", multiple=True, metavar="LOSS=TOL",
                  help="With --baseline: how much worse LOSS may get, relative (mse=2%) or "
-                      "absolute (mse=0.01). Repeatable."),
+                      "absolute (mse=0.01); 2% alone (or *=2%) for every other loss. Repeatable."),
 )
 
 labels_option = click.option("--labels", "labels_file", metavar="FILE", shell_complete=FILES,
@@ -315,12 +320,14 @@ def _list_inputs(paths: list[str]) -> None:
 
 
 def _checks(o: dict[str, Any], baseline: str | None = None, max_increase: tuple = (),
-            max_regression: tuple = ()) -> Any:
+            max_regression: tuple = (), slice_max_regression: tuple = ()) -> Any:
     from .report.gate import Checks, load_checks_file, merge_checks, parse_threshold, parse_tolerance
 
     given = Checks([parse_threshold(t) for t in o["fail_if"]],
                    [parse_tolerance(t, "--max-increase") for t in max_increase],
-                   [parse_tolerance(t, "--max-regression") for t in max_regression], baseline)
+                   [parse_tolerance(t, "--max-regression") for t in max_regression], baseline,
+                   [parse_threshold(t) for t in o["slice_fail_if"]],
+                   [parse_tolerance(t, "--slice-max-regression") for t in slice_max_regression])
     if o["checks_file"]:
         return merge_checks(load_checks_file(o["checks_file"]), given)
     return given
@@ -336,12 +343,17 @@ def _run(req: Any, progress: bool | None, sink: Any = None, parts: Any = None) -
     return evaluate_request(req, sink=sink, parts=parts)
 
 
-def _finish(report: Any, checks: list[Any], o: dict[str, Any], fmt: str | None,
-            **view: Any) -> None:
-    """Render the report, write JUnit, and exit 1 if a check failed."""
+def _finish(report: Any, checks: Any, o: dict[str, Any], fmt: str | None, strict: bool = False,
+            min_slice_rows: int = 0, **view: Any) -> None:
+    """Evaluate the checks, render the report, write JUnit, and exit 1 if a check failed."""
+    from .report.gate import evaluate
     from .report.render import failed_checks_text, junit_xml, render, to_dict
 
-    doc = to_dict(report, checks, **view)
+    gate = evaluate(checks, report, strict, min_slice_rows)
+    for warning in gate.warnings:
+        click.echo(f"lossctl: warning: {warning}", err=True)
+    doc = to_dict(report, gate.results, min_slice_rows=min_slice_rows, baseline=gate.baseline,
+                  **view)
     if o.get("junit"):
         from .io.sinks import AtomicFile
 
@@ -351,8 +363,8 @@ def _finish(report: Any, checks: list[Any], o: dict[str, Any], fmt: str | None,
     if o.get("html"):
         _write_html(o["html"], report, doc)
     fmt = fmt or ("table" if _stdout_is_tty() else "json")
-    click.echo(render(doc, fmt, color=_use_color()), nl=False)
-    if checks and not doc["passed"]:
+    click.echo(render(doc, fmt, color=_use_color(), width=_width()), nl=False)
+    if gate.results and not doc["passed"]:
         sys.stdout.flush()
         click.echo(failed_checks_text(doc), err=True, nl=False)
         sys.exit(1)
@@ -382,25 +394,18 @@ def _write_html(path: str, report: Any, doc: dict) -> None:
         raise
 
 
-def _gate(report: Any, checks: Any, strict: bool = False) -> list[Any]:
-    """Evaluate every check on a finished report."""
-    from .report import gate
-
-    r = report.result
-    width = report.state.pred_width
-    out = gate.check_thresholds(checks.thresholds, r.values, r.losses, width)
-    if checks.baseline or checks.max_increase:
-        if not checks.baseline:
-            raise click.UsageError("--max-increase needs --baseline OLD_REPORT.json")
-        baseline = gate.load_baseline(checks.baseline)
-        out += gate.check_baseline(checks.max_increase, baseline, checks.baseline, r.values,
-                                   r.losses, width)
-    if checks.max_regression:
-        if report.differences is None:
-            raise click.UsageError("max_regression checks need lossctl compare")
-        out += gate.check_regressions(checks.max_regression, report.differences, r.losses, width,
-                                      strict)
-    return out
+def _width() -> int:
+    """The width of tables: COLUMNS, else stdout's terminal, else 120 (a pipe or a file)."""
+    try:
+        return max(20, int(os.environ["COLUMNS"]))
+    except (KeyError, ValueError):
+        pass
+    try:
+        if sys.stdout.isatty():
+            return os.get_terminal_size(sys.stdout.fileno()).columns or 120
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 120
 
 
 @cli.command("eval", context_settings=CONTEXT)
@@ -427,6 +432,7 @@ def _gate(report: Any, checks: Any, strict: bool = False) -> list[Any]:
 @handle_errors
 def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
              max_increase: tuple[str, ...], ci: bool, confidence: float, seed: int,
+             ci_key: str | None,
              by: str | None, min_slice_rows: int, sort_by: str | None, max_slices: int,
              top: tuple[int, str] | None, keep: str | None, labels_file: str | None,
              key: str | None, missing: str, emit_state: str | None, quantiles: bool,
@@ -442,8 +448,10 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """
     from .engine.plan import JoinRequest
+    from .report.gate import require_options
 
     checks = _checks(o, baseline, max_increase)
+    require_options(checks, slices=bool(by), compare=False)
     if key and not labels_file:
         raise click.UsageError("--key joins a --labels file; give --labels FILE")
     if emit_state:
@@ -452,7 +460,7 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
         check_destination(emit_state, True, list(files))
     _html_first(o["html"], list(files) + ([labels_file] if labels_file else []))
     join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
-    req = _request(list(files), o, ci=ci, confidence=confidence, seed=seed, by=by,
+    req = _request(list(files), o, ci=ci, confidence=confidence, seed=seed, ci_key=ci_key, by=by,
                    max_slices=max_slices, top=(top[1], top[0]) if top else None, keep=keep,
                    join=join, quantiles=quantiles or bool(o["html"]), calibration=bool(o["html"]))
     report = _run(req, o["progress"])
@@ -464,7 +472,7 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
         from .api import save_state
 
         save_state(report, emit_state)
-    _finish(report, _gate(report, checks), o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
+    _finish(report, checks, o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
 
 
 @cli.command("compare", context_settings=CONTEXT)
@@ -480,17 +488,23 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
 @click.option("--max-regression", multiple=True, metavar="LOSS=TOL",
               help="Exit 1 if the candidate is worse than the baseline by more than TOL "
                    "(mse=1% or mse=0.01) with confidence. Repeatable.")
+@click.option("--slice-max-regression", multiple=True, metavar="LOSS=TOL",
+              help="With --by: exit 1 if the candidate is worse by more than TOL with confidence "
+                   "in any slice shown (each slice's own interval). Repeatable.")
 @click.option("--strict", is_flag=True,
               help="--max-regression fails on the point value alone, not the interval.")
 @interval_options
+@slice_options
 @join_options
 @quantiles_option
 @html_option
 @debug_option
 @handle_errors
 def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | None,
-                max_regression: tuple[str, ...], strict: bool, confidence: float, seed: int,
-                key: str | None, missing: str, quantiles: bool, **o: Any) -> None:
+                max_regression: tuple[str, ...], slice_max_regression: tuple[str, ...],
+                strict: bool, confidence: float, seed: int, ci_key: str | None, by: str | None,
+                min_slice_rows: int, sort_by: str | None, max_slices: int, key: str | None,
+                missing: str, quantiles: bool, **o: Any) -> None:
     """Paired comparison of a baseline and a candidate on the same labels.
 
     \b
@@ -503,12 +517,17 @@ def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | No
     (candidate - baseline) and relative difference ((c - b) / |b|), a
     confidence interval of the difference (paired bootstrap: the same row
     buckets for both), and a verdict: better, worse or no significant change.
+    With --by, every slice too (--sort LOSS: the most regressed first).
 
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """
     from .engine.plan import JoinRequest
+    from .report.gate import require_options
 
-    checks = _checks(o, max_regression=max_regression)
+    checks = _checks(o, max_regression=max_regression, slice_max_regression=slice_max_regression)
+    require_options(checks, slices=bool(by), compare=True)
+    if sort_by is not None and not by:
+        raise click.UsageError("--sort orders the slices of --by")
     if len(files) == 1:
         if not baseline_pred:
             raise click.UsageError("one FILE: name the baseline's columns with --baseline-pred")
@@ -522,11 +541,13 @@ def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | No
         raise click.UsageError("give one FILE (two prediction columns) or two FILEs "
                                "(baseline's, candidate's)")
     _html_first(o["html"], list(files))
-    req = _request([files[0]], o, ci=True, confidence=confidence, seed=seed,
-                   baseline_pred=baseline_pred, join=join, quantiles=quantiles or bool(o["html"]),
-                   calibration=bool(o["html"]))
+    req = _request([files[0]], o, ci=True, confidence=confidence, seed=seed, ci_key=ci_key,
+                   baseline_pred=baseline_pred, join=join, by=by, max_slices=max_slices,
+                   quantiles=quantiles or bool(o["html"]), calibration=bool(o["html"]))
     report = _run(req, o["progress"])
-    _finish(report, _gate(report, checks, strict), o, fmt)
+    if sort_by is not None:
+        report.state.loss(sort_by)
+    _finish(report, checks, o, fmt, strict, min_slice_rows=min_slice_rows, sort=sort_by)
 
 
 @cli.command("rows", context_settings=CONTEXT)
@@ -644,7 +665,7 @@ def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
         report.state.loss(sort_by)
     if emit_state:
         save_state(report, emit_state)
-    _finish(report, _gate(report, checks), o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
+    _finish(report, checks, o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
 
 
 def _with_progress(req: Any, sink: Any = None, parts: Any = None) -> Any:

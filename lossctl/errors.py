@@ -41,6 +41,7 @@ class InvalidInput(InputError):
     source: str | None = None
     line: int | None = None
     via: str | None = None  # where a joined column's value came from ("from labels.csv by key id")
+    shown_as: str = "value"  # what ``value`` is: the cell, or the "row sum" of a row rule
 
     def __post_init__(self) -> None:
         super().__init__(str(self))
@@ -61,7 +62,7 @@ class InvalidInput(InputError):
         col = self.column or self.role
         role = f"{self.role}, {self.via}" if self.via else self.role
         where.append(f"column {col!r} ({role})" if self.column else role)
-        return f"{', '.join(where)}: {self.reason} (value: {_show(self.value)})"
+        return f"{', '.join(where)}: {self.reason} ({self.shown_as}: {_show(self.value)})"
 
 
 def _show(value: object) -> str:

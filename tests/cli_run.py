@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -76,3 +77,43 @@ def report(mode: str, args: list[Any], **kw: Any) -> dict:
     assert r.code == 0, f"exit {r.code}: {r.err}"
     assert r.err == ""
     return json.loads(r.out)
+
+
+def run_in_pty(args: list[Any], env: dict[str, str] | None = None,
+               columns: int | None = None) -> tuple[int, str, str]:
+    """Run lossctl with stdout on a pseudo-terminal (stderr a pipe), ``columns`` wide if given.
+
+    The width is the terminal's own (TIOCSWINSZ), as a real terminal sets it:
+    COLUMNS is removed from the environment.
+    """
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    if columns is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    environ = {k: v for k, v in proc_env({"TERM": "xterm-256color", **(env or {})}).items()
+               if columns is None or k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([str(LOSSCTL), *map(str, args)], stdout=slave, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=environ)
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            if not ready:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    code = proc.wait(timeout=60)
+    return code, b"".join(chunks).decode(errors="replace").replace("\r\n", "\n"), err

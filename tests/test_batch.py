@@ -33,6 +33,7 @@ from cli_run import CLEAN_ENV, LOSSCTL, Run, report, run
 from conftest import write_csv
 
 from lossctl.core import kernels
+from lossctl.report.numbers import number
 
 REL = 1e-12
 
@@ -56,8 +57,9 @@ def values(doc: dict) -> dict[str, float]:
 
 
 def without_inputs(doc: dict) -> dict:
-    """The report but for where its rows came from: the inputs and the engine that read them."""
-    return {k: v for k, v in doc.items() if k not in ("inputs", "engine")}
+    """The report but for where its rows came from: the inputs (and their fingerprints) and the
+    engine that read them."""
+    return {k: v for k, v in doc.items() if k not in ("inputs", "input_files", "engine")}
 
 
 def digest(path: Path) -> str:
@@ -117,11 +119,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def key_value(v: Any, fmt: str) -> Any:
-    """A slice key as lossctl reports it: CSV columns are text, Parquet keeps its types."""
+    """A slice key as lossctl reports it: Parquet keeps its types, CSV gets the same ones."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
-    if fmt == "csv":
-        return str(v)
     return int(v) if isinstance(v, (int, np.integer)) else v
 
 
@@ -339,7 +339,7 @@ def test_slices_in_table_and_markdown(data: dict, fmt: str) -> None:
         name = s["key"]["seg"]
         if name is not None:
             assert name in r.out
-        assert f"{s['losses']['mse']:.10g}" in r.out
+        assert number(s["losses"]["mse"]) in r.out  # 6 significant digits
     if fmt == "markdown":
         lines = r.out.splitlines()
         start = lines.index("| seg | rows | weight sum | mse |")

@@ -15,8 +15,6 @@ import io
 import json
 import math
 import os
-import pty
-import select
 import shlex
 import subprocess
 import sys
@@ -28,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from cli_run import LOSSCTL, command, proc_env, report, run
+from cli_run import LOSSCTL, command, proc_env, report, run, run_in_pty
 from conftest import MC_K, REG_ROWS, DataSet, write_csv
 from scipy.special import expit, log_expit, log_softmax, logsumexp, xlogy
 from sklearn.metrics import (
@@ -668,7 +666,7 @@ def test_markdown_format(reg: DataSet) -> None:
     assert set(lines[1]) <= set("|-: ")
     body = [ln for ln in lines[2:] if ln.startswith("| `")]
     assert [ln.split("`")[1] for ln in body] == REG_LOSSES
-    assert all(str(REG_ROWS) in ln for ln in body)
+    assert all(f"{REG_ROWS:,}" in ln for ln in body)  # counts with thousands separators
 
 
 @pytest.mark.parametrize("mode,env", [("runner", {}), ("script", {}), ("script", {"NO_COLOR": "1"}),
@@ -679,33 +677,7 @@ def test_table_format_without_terminal_has_no_ansi(reg: DataSet, mode: str, env:
     assert ANSI not in r.out
     for key in REG_LOSSES:
         assert key in r.out
-    assert str(REG_ROWS) in r.out
-
-
-def run_in_pty(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    """Run lossctl with stdout on a pseudo-terminal (stderr a pipe)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([str(LOSSCTL), *args], stdout=slave, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=proc_env({"TERM": "xterm-256color", **env}))
-    os.close(slave)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 60)
-            if not ready:
-                break
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    code = proc.wait(timeout=60)
-    return code, b"".join(chunks).decode(errors="replace"), err
+    assert f"{REG_ROWS:,}" in r.out
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pty")
@@ -1108,8 +1080,8 @@ EXTRAS = ("dask", "distributed", "matplotlib", "PIL", "html5lib", "pandas", "skl
     ["eval", "{parquet}", "-l", "y", "-p", "p", "--by", "s", "--ci", "--top", "1", "mse", "--keep", "s"],
     ["eval", "{csv}", "-l", "y", "-p", "p", "--quantiles", "-f", "markdown", "--by", "s"],
     ["eval", "{jsonl}", "{arrow}", "{orc}", "-l", "y", "-p", "p", "-f", "csv"],
-    ["rows", "{csv}", "{csv}", "-l", "y", "-p", "p", "-o", "-"],
-    ["merge", "{state}", "{state}", "-f", "markdown"],
+    ["rows", "{csv}", "{csv2}", "-l", "y", "-p", "p", "-o", "-"],
+    ["merge", "{state}", "{state2}", "-f", "markdown"],
     ["losses", "-f", "json"],
     ["--version"],
     ["eval", "--help"],
@@ -1125,14 +1097,17 @@ def test_commands_never_import_an_extra(args: list[str], tmp_path: Path) -> None
 
     t = pa.table({"y": [1.0, 3.0], "p": [2.0, 4.5], "s": ["a", "b"]})
     files = {"csv": tmp_path / "d.csv", "parquet": tmp_path / "d.parquet", "jsonl": tmp_path / "d.jsonl",
-             "arrow": tmp_path / "d.arrow", "orc": tmp_path / "d.orc", "state": tmp_path / "s.json"}
+             "arrow": tmp_path / "d.arrow", "orc": tmp_path / "d.orc", "state": tmp_path / "s.json",
+             "csv2": tmp_path / "d2.csv", "state2": tmp_path / "s2.json"}
     files["csv"].write_text("y,p,s\n1,2,a\n3,4.5,b\n")
+    files["csv2"].write_text("y,p,s\n1,2,a\n5,4.5,b\n")  # other rows: a row is counted once
     pq.write_table(t, files["parquet"])
     files["jsonl"].write_text('{"y": 1, "p": 2, "s": "a"}\n{"y": 3, "p": 4.5, "s": "b"}\n')
     feather.write_feather(t, files["arrow"])
     orc.write_table(t, str(files["orc"]))
-    assert run("runner", ["eval", files["csv"], "-l", "y", "-p", "p", "--emit-state",
-                          files["state"]]).code == 0
+    for data, state in (("csv", "state"), ("csv2", "state2")):
+        assert run("runner", ["eval", files[data], "-l", "y", "-p", "p", "--emit-state",
+                              files[state]]).code == 0
     argv = [a.format(**files) for a in args]
     p = subprocess.run([sys.executable, "-X", "importtime", "-m", "lossctl", *argv], capture_output=True,
                        env=proc_env(), timeout=120, stdin=subprocess.DEVNULL)

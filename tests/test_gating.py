@@ -300,7 +300,13 @@ def test_checks_file_toml_and_json(g: Gate, tmp_path: Path, mode: str) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()  # the baseline path is relative to the checks file, not to the working directory
     docs = [expect(mode, ["eval", g.csv, *EVAL_NEW, "--checks", f], 1, cwd=elsewhere) for f in (toml, js)]
-    assert docs[0]["checks"] == docs[1]["checks"]
+
+    def same(c: dict) -> dict:  # the tolerances' origins name their files
+        return {k: v for k, v in c.items() if k not in ("detail", "tolerance")}
+
+    assert [same(c) for c in docs[0]["checks"]] == [same(c) for c in docs[1]["checks"]]
+    assert [c["tolerance"]["origin"] for c in docs[0]["checks"][2:]] == [
+        f"{toml}: max_increase mse = \"100%\"", f"{toml}: max_increase mae = 0.01"]
     checks = docs[0]["checks"]
     assert [(c["kind"], c["loss"], c["passed"]) for c in checks] == [
         ("threshold", "mse", True), ("threshold", "mae", False),
@@ -317,9 +323,12 @@ def test_checks_file_and_options_combine(g: Gate, tmp_path: Path) -> None:
     doc = expect("runner", ["eval", g.csv, *EVAL_NEW, "--checks", toml, "--fail-if", "mse < 0",
                             "--max-increase", "mae=1000%"], 1)
     kinds = sorted((c["kind"], c["loss"], c["limit"]) for c in doc["checks"])
+    # one tolerance per loss: the command line's replaces the checks file's
     assert kinds == sorted([("threshold", "mse", 2 * mse(g, "worse")),
                             ("threshold", "mae", mae(g, "worse") / 2), ("threshold", "mse", 0.0),
-                            ("baseline", "mse", 1.0), ("baseline", "mae", 0.01), ("baseline", "mae", 10.0)])
+                            ("baseline", "mse", 1.0), ("baseline", "mae", 10.0)])
+    mae_check = next(c for c in doc["checks"] if c["kind"] == "baseline" and c["loss"] == "mae")
+    assert mae_check["tolerance"]["origin"] == "--max-increase mae=1000%"
 
 
 def test_checks_file_fail_if_may_be_one_string(g: Gate, tmp_path: Path) -> None:
@@ -426,12 +435,13 @@ def test_max_increase_tolerance(g: Gate, relative: bool) -> None:
     def tol(x: float) -> str:
         return f"mse={x * 100!r}%" if relative else f"mse={x!r}"
 
-    above = expect("runner", ["eval", g.csv, *EVAL_NEW, "--baseline", g.baseline,
+    only_mse = ["-l", "y", "-p", "worse", "-m", "mse"]  # (the baseline's mae is not computed)
+    above = expect("runner", ["eval", g.csv, *only_mse, "--baseline", g.baseline,
                               "--max-increase", tol(change * 1.001)], 0)
-    below = expect("runner", ["eval", g.csv, *EVAL_NEW, "--baseline", g.baseline,
+    below = expect("runner", ["eval", g.csv, *only_mse, "--baseline", g.baseline,
                               "--max-increase", tol(change * 0.999)], 1)
     for doc in (above, below):
-        [check] = doc["checks"]  # only the loss named is checked
+        [check] = doc["checks"]
         assert (check["kind"], check["loss"]) == ("baseline", "mse")
         assert check["value"] == pytest.approx(change, rel=1e-9)
     assert above["checks"][0]["limit"] == pytest.approx(change * 1.001, rel=1e-12)
@@ -535,7 +545,8 @@ CI_ARGS = ["-l", "y", "-p", "worse", "-w", "w", "-m", "mse,rmse,mae", "--ci"]
 @pytest.mark.parametrize("mode", BOTH)
 def test_ci_adds_intervals_and_the_confidence_object(g: Gate, mode: str) -> None:
     doc = expect(mode, ["eval", g.csv, *CI_ARGS, "--seed", "3", "--confidence", "0.9"], 0)
-    assert set(doc["confidence"]) == {"level", "method", "buckets", "seed"}
+    assert set(doc["confidence"]) == {"level", "method", "buckets", "seed", "ci_key"}
+    assert doc["confidence"]["ci_key"] is None  # buckets by (file name, row)
     conf = doc["confidence"]
     assert (conf["level"], conf["buckets"], conf["seed"]) == (0.9, 1000, 3)
     assert "bootstrap" in doc["confidence"]["method"]
@@ -823,9 +834,9 @@ def test_compare_usage_errors(g: Gate, case: str) -> None:
 
 
 def three_checks(g: Gate) -> list[Any]:
-    """mse > big (pass), mae > small (fail), mse vs baseline +1000% (pass)."""
+    """mse > big (pass), mae > small (fail), mse and mae vs baseline +1000% (pass)."""
     return ["--fail-if", f"mse > {2 * mse(g, 'worse')}", "--fail-if", f"mae > {mae(g, 'worse') / 2}",
-            "--baseline", g.baseline, "--max-increase", "mse=1000%"]
+            "--baseline", g.baseline, "--max-increase", "1000%"]
 
 
 @pytest.mark.parametrize("mode", BOTH)
@@ -838,14 +849,14 @@ def test_junit_xml(g: Gate, tmp_path: Path, mode: str) -> None:
     assert len(suites) == 1
     suite = suites[0]
     cases = suite.findall("testcase")
-    assert int(suite.get("tests")) == len(cases) == 3
+    assert int(suite.get("tests")) == len(cases) == 4
     assert int(suite.get("failures")) == 1
     assert [c.get("name") for c in cases] == [c["name"] for c in doc["checks"]]
     failed = [c for c in cases if c.find("failure") is not None]
     assert [c.get("name") for c in failed] == [c["name"] for c in doc["checks"] if not c["passed"]]
     assert all(c.find("error") is None for c in cases)
     if root.tag == "testsuites":
-        assert (int(root.get("tests")), int(root.get("failures"))) == (3, 1)
+        assert (int(root.get("tests")), int(root.get("failures"))) == (4, 1)
 
 
 def test_junit_xml_all_passing(g: Gate, tmp_path: Path) -> None:
@@ -870,7 +881,7 @@ def test_markdown_shows_the_checks(g: Gate) -> None:
     r = run("runner", ["eval", g.csv, *EVAL_NEW, *three_checks(g), "-f", "markdown"])
     assert r.code == 1
     md = r.out
-    assert "1 of 3 checks failed" in md
+    assert "1 of 4 checks failed" in md
     for c in doc["checks"]:
         line = next(line for line in md.splitlines() if line.startswith("|") and c["name"] in line)
         assert ("FAIL" in line) == (not c["passed"]), line
@@ -889,14 +900,16 @@ def test_table_shows_the_checks(g: Gate) -> None:
     doc = expect("runner", ["eval", g.csv, *EVAL_NEW, *three_checks(g)], 1)
     r = run("runner", ["eval", g.csv, *EVAL_NEW, *three_checks(g), "-f", "table"])
     assert r.code == 1
-    assert r.out.count("PASS") == 2 and r.out.count("FAIL") == 1
+    assert r.out.count("PASS") == 3 and r.out.count("FAIL") == 1
     for c in doc["checks"]:
         assert c["name"] in r.out
 
 
 @pytest.mark.parametrize("fmt,sep", [("csv", ","), ("tsv", "\t")])
 def test_csv_adds_check_columns_to_each_loss_row(g: Gate, fmt: str, sep: str) -> None:
-    args = ["eval", g.csv, "-l", "y", "-p", "worse", "-m", "mse,mae,rmse", *three_checks(g)]
+    # (no baseline: it would check rmse too)
+    args = ["eval", g.csv, "-l", "y", "-p", "worse", "-m", "mse,mae,rmse", *three_checks(g)[:4],
+            "--fail-if", "mse < 0"]
     doc = expect("runner", args, 1)
     r = run("runner", [*args, "-f", fmt])
     assert r.code == 1

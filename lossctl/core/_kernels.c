@@ -7,6 +7,16 @@
  * rows[i] for --ci, exactly lossctl.core.intervals.bucket_ids' integer formula
  * (splitmix64 of rows[i] + offset, top 32 bits scaled to [0, buckets)).
  *
+ * key_bucket_ids(offsets, data, offset, buckets, out): out[i] = the bucket of
+ * the row id data[offsets[i]:offsets[i + 1]] for --ci-key, exactly
+ * lossctl.core.intervals.key_bucket_ids' integer formula (the bytes'
+ * polynomial hash sum b_j P^j mod 2^64, mixed with the length, then as
+ * bucket_ids with the key offset).
+ *
+ * int_key_bucket_ids(values, offset, buckets, out): the same for integer row
+ * ids, hashed as their decimal text (17 as "17", as a CSV file holds it),
+ * without making the text.
+ *
  * log_softmax(x, log_s, m): for logits x of shape (n, K) whose columns are
  * contiguous (column-major, or row slices of it), set m[i] to the row max and
  * log_s[i] to log(sum_k exp(x[i, k] - m[i])), the formula of
@@ -166,11 +176,98 @@ done:
     return result;
 }
 
+static inline uint64_t text_hash(const uint8_t *d, int64_t n)
+{
+    uint64_t h = 0, power = 1;
+    for (int64_t j = 0; j < n; j++) {
+        h += (uint64_t)d[j] * power;
+        power *= 0x100000001B3ULL;
+    }
+    return splitmix64(h ^ splitmix64((uint64_t)n));
+}
+
+static PyObject *key_bucket_ids(PyObject *self, PyObject *args)
+{
+    Py_buffer offsets, data, out;
+    unsigned long long offset, buckets;
+    if (!PyArg_ParseTuple(args, "y*y*KKw*", &offsets, &data, &offset, &buckets, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = out.len / (Py_ssize_t)sizeof(int64_t);
+    const int64_t *off = offsets.buf;
+    if (out.len % (Py_ssize_t)sizeof(int64_t) || offsets.len != (n + 1) * (Py_ssize_t)sizeof(int64_t)
+        || buckets > 0xFFFFFFFFULL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "key_bucket_ids: offsets int64 (n + 1,), out int64 (n,), buckets < 2**32");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (off[i] < off[0] || off[i] > (int64_t)data.len || (i && off[i] < off[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "key_bucket_ids: offsets out of order or of range");
+            goto done;
+        }
+    }
+    const uint8_t *d = data.buf;
+    uint64_t *o = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t h = text_hash(d + off[i], off[i + 1] - off[i]);
+        o[i] = ((splitmix64(h + offset) >> 32) * buckets) >> 32;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *int_key_bucket_ids(PyObject *self, PyObject *args)
+{
+    Py_buffer values, out;
+    unsigned long long offset, buckets;
+    if (!PyArg_ParseTuple(args, "y*KKw*", &values, &offset, &buckets, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = values.len / (Py_ssize_t)sizeof(int64_t);
+    if (values.len % (Py_ssize_t)sizeof(int64_t) || out.len != values.len || buckets > 0xFFFFFFFFULL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "int_key_bucket_ids: values and out int64 (n,), buckets < 2**32");
+        goto done;
+    }
+    const int64_t *v = values.buf;
+    uint64_t *o = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint8_t text[21], *end = text + sizeof text, *p = end;
+        uint64_t a = v[i] < 0 ? (uint64_t)0 - (uint64_t)v[i] : (uint64_t)v[i];
+        do {
+            *--p = (uint8_t)('0' + a % 10);
+            a /= 10;
+        } while (a);
+        if (v[i] < 0)
+            *--p = '-';
+        uint64_t h = text_hash(p, end - p);
+        o[i] = ((splitmix64(h + offset) >> 32) * buckets) >> 32;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"log_softmax", log_softmax, METH_VARARGS,
      "log_softmax(x, log_s, m): row max m and log sum exp(x - m) of float64 x (n, K), columns contiguous."},
     {"bucket_ids", bucket_ids, METH_VARARGS,
      "bucket_ids(rows, offset, buckets, out): the --ci bucket of each int64 row, into int64 out."},
+    {"key_bucket_ids", key_bucket_ids, METH_VARARGS,
+     "key_bucket_ids(offsets, data, offset, buckets, out): the --ci-key bucket of each row id."},
+    {"int_key_bucket_ids", int_key_bucket_ids, METH_VARARGS,
+     "int_key_bucket_ids(values, offset, buckets, out): the --ci-key bucket of each integer id."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};

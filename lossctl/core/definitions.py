@@ -55,6 +55,7 @@ class Check:
     role: str  # "label" or "prediction"
     reason: str
     bad: Callable[..., Array]  # (values, params) -> bool mask, same shape
+    row_sum: bool = False  # a rule on a row's sum: the error shows the sum, not a cell
 
 
 def outside_unit(a: Array, _: dict) -> Array:
@@ -103,10 +104,11 @@ UNIT_P = Check("prediction", "probability outside [0, 1]", outside_unit)
 BINARY_Z = Check("label", "binary label outside [0, 1]", outside_unit)
 HARD_Z = Check("label", "binary label must be 0 or 1", not_zero_one)
 DIST_T = Check("label", "label probability outside [0, 1]", _dist_outside_unit)
-DIST_SUM_T = Check("label", "label row does not sum to 1 (tolerance 1e-6)", _bad_dist_rows)
+DIST_SUM_T = Check("label", "label row does not sum to 1 (tolerance 1e-6)", _bad_dist_rows, True)
 P_SUM = Check("prediction", "probability row does not sum to 1 (tolerance 1e-6; with "
-              "renormalize=true, it must not sum to 0)", bad_row_sum)
-P_SUM_PLAIN = Check("prediction", "probability row does not sum to 1 (tolerance 1e-6)", bad_row_sum)
+              "renormalize=true, it must not sum to 0)", bad_row_sum, True)
+P_SUM_PLAIN = Check("prediction", "probability row does not sum to 1 (tolerance 1e-6)", bad_row_sum,
+                    True)
 
 
 # --------------------------------------------------------------------------

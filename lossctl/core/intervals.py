@@ -1,9 +1,11 @@
 """Confidence intervals: a Poisson bootstrap over hashed row buckets.
 
 Each row goes to one of ``BUCKETS`` buckets by a hash of (its file's name,
-its row in that file, the seed), so the assignment does not depend on chunk
-size, threads or how the files are split across runs, and states of shards
-merge into the same buckets as one pass.  The state keeps exact per-bucket
+its row in that file, the seed), or with ``--ci-key`` of (its row id, the
+seed), so the assignment does not depend on chunk size, threads or how the
+files are split across runs, and states of shards merge into the same
+buckets as one pass (with a row id: whatever the files are called or
+which format holds them).  The state keeps exact per-bucket
 sums; at the end every replicate reweights the buckets by independent
 Poisson(1) counts (the bootstrap of large-scale evaluation systems: no
 resampling of rows, constant memory) and the interval is the percentile
@@ -44,14 +46,94 @@ def file_key(source: str) -> int:
 def bucket_ids(source: str, rows: np.ndarray, seed: int, buckets: int = BUCKETS) -> np.ndarray:
     """The bucket of each of ``rows`` (0-based data rows) of file ``source``."""
     mixed = _splitmix64(np.array([seed], dtype=np.uint64)) ^ np.uint64(file_key(source))
-    offset = _splitmix64(mixed)[0]
+    return _buckets(np.asarray(rows, dtype=np.int64), _splitmix64(mixed)[0], buckets)
+
+
+_KEY_TAG = np.uint64(0x6B65795F68617368)  # keeps key hashes apart from (file, row) ones
+_PRIME = np.uint64(0x100000001B3)  # FNV-64's prime: odd, so its powers never vanish
+_powers = np.ones(1, dtype=np.uint64)
+
+
+def _prime_powers(n: int) -> np.ndarray:
+    """``_PRIME ** k`` for k < n (wrapping uint64), grown and kept as longer keys come."""
+    global _powers
+    if len(_powers) < n:
+        more = np.full(max(n, 2 * len(_powers)) - len(_powers), _PRIME, dtype=np.uint64)
+        _powers = np.concatenate([_powers, _powers[-1] * np.cumprod(more)])
+    return _powers[:n]
+
+
+def key_bucket_ids(offsets: np.ndarray, data: np.ndarray, seed: int,
+                   buckets: int = BUCKETS) -> np.ndarray:
+    """The bucket of each row by its row id (``--ci-key``): a hash of the id's bytes and the seed.
+
+    ``offsets`` (n + 1 int64) and ``data`` (uint8) hold the ids as text, as
+    Arrow lays out strings: id ``i`` is ``data[offsets[i]:offsets[i + 1]]``.
+    The same id falls in the same bucket in every file, format and shard.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    offset = _splitmix64(_splitmix64(np.array([seed], dtype=np.uint64)) ^ _KEY_TAG)[0]
     if _kernels is not None:  # the same integers in one pass, in C
-        out = np.empty(len(rows), dtype=np.int64)
-        _kernels.bucket_ids(np.ascontiguousarray(rows, dtype=np.int64), int(offset), buckets, out)
+        out = np.empty(len(offsets) - 1, dtype=np.int64)
+        _kernels.key_bucket_ids(np.ascontiguousarray(offsets), np.ascontiguousarray(data),
+                                int(offset), buckets, out)
         return out
-    rows = rows.astype(np.uint64) + offset
+    lengths = np.diff(offsets)
+    n = len(lengths)
+    chars = np.asarray(data[offsets[0]:offsets[-1]], dtype=np.uint64) if n else \
+        np.empty(0, dtype=np.uint64)
+    starts = offsets[:-1] - offsets[0]
+    owner = np.repeat(np.arange(n), lengths)
+    pos = np.arange(len(chars)) - starts[owner]
+    terms = chars * _prime_powers(int(lengths.max()) if n else 1)[pos]
+    h = np.zeros(n, dtype=np.uint64)
+    full = lengths > 0
+    if len(terms):  # (reduceat takes the starts of the non-empty ids only)
+        h[full] = np.add.reduceat(terms, starts[full])
+    h = _splitmix64(h ^ _splitmix64(lengths.astype(np.uint64)))
+    return _buckets(h.view(np.int64), offset, buckets)
+
+
+_POWERS_OF_TEN = np.array([10**k for k in range(20)], dtype=np.uint64)
+
+
+def int_key_bucket_ids(values: np.ndarray, seed: int, buckets: int = BUCKETS) -> np.ndarray:
+    """:func:`key_bucket_ids` of integer row ids, hashed as their decimal text (17 as "17").
+
+    The same bucket as the id read as text from a CSV file, without making
+    the text: each decimal digit's byte enters the hash at its position.
+    """
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    offset = _splitmix64(_splitmix64(np.array([seed], dtype=np.uint64)) ^ _KEY_TAG)[0]
+    if _kernels is not None:
+        out = np.empty(len(values), dtype=np.int64)
+        _kernels.int_key_bucket_ids(values, int(offset), buckets, out)
+        return out
+    negative = values < 0
+    magnitude = np.where(negative, np.uint64(0) - values.view(np.uint64), values.view(np.uint64))
+    digits = np.maximum(1, (magnitude[:, None] >= _POWERS_OF_TEN[None, :]).sum(axis=1))
+    sign = negative.astype(np.int64)
+    powers = _prime_powers(21)
+    h = np.where(negative, np.uint64(ord("-")), np.uint64(0))
+    for p in range(20):  # the digit worth 10**p sits at sign + digits - 1 - p from the left
+        present = p < digits
+        char = (magnitude // _POWERS_OF_TEN[p]) % np.uint64(10) + np.uint64(ord("0"))
+        at = np.where(present, sign + digits - 1 - p, 0)
+        h += np.where(present, char * powers[at], np.uint64(0))
+    lengths = (sign + digits).astype(np.uint64)
+    h = _splitmix64(h ^ _splitmix64(lengths))
+    return _buckets(h.view(np.int64), offset, buckets)
+
+
+def _buckets(values: np.ndarray, offset: np.uint64, buckets: int) -> np.ndarray:
+    """``buckets`` scaled from the top 32 bits of ``splitmix64(value + offset)``."""
+    if _kernels is not None:  # the same integers in one pass, in C
+        out = np.empty(len(values), dtype=np.int64)
+        _kernels.bucket_ids(np.ascontiguousarray(values, dtype=np.int64), int(offset), buckets, out)
+        return out
+    z = values.astype(np.int64).view(np.uint64) + offset
     # the top 32 hash bits scaled to [0, buckets): a multiply instead of a division
-    return ((_splitmix64(rows) >> np.uint64(32)) * np.uint64(buckets) >> np.uint64(32)).view(np.int64)
+    return ((_splitmix64(z) >> np.uint64(32)) * np.uint64(buckets) >> np.uint64(32)).view(np.int64)
 
 
 def poisson_counts(buckets: int, seed: int, replicates: int = REPLICATES) -> np.ndarray:
@@ -100,29 +182,58 @@ def differences(base: Any, cand: Any, counts: np.ndarray | None, confidence: flo
     for a metric that gets no interval.
     """
     b, c = base.result(), cand.result()
-    out: dict[str, dict[str, Any]] = {}
     reps_b = base.replicates(counts) if counts is not None else {}
     reps_c = cand.replicates(counts) if counts is not None else {}
-    for loss in cand.losses:
-        key = loss.key
-        diff = c.values[key] - b.values[key]
-        rel = diff / abs(b.values[key]) if b.values[key] else math.copysign(math.inf, diff) \
-            if diff else 0.0
-        entry: dict[str, Any] = {"baseline": b.values[key], "candidate": c.values[key],
-                                 "difference": diff, "relative": rel,
-                                 "higher_is_better": loss.definition.higher_is_better}
-        rep_b, rep_c = reps_b.get(key), reps_c.get(key)
-        if counts is not None and (rep_b is None or rep_c is None):  # no interval: no verdict
-            entry.update(ci=(math.nan, math.nan), relative_ci=(math.nan, math.nan), verdict=None,
-                         ci_unsupported=cand.interval_note(loss))
-        elif counts is not None:
-            entry["ci"] = percentile_interval(rep_c - rep_b, confidence)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                entry["relative_ci"] = percentile_interval((rep_c - rep_b) / np.abs(rep_b),
-                                                           confidence)
-            entry["verdict"] = verdict(entry["ci"], loss.definition.higher_is_better)
-        out[key] = entry
+    return {loss.key: _difference(b.values[loss.key], c.values[loss.key], reps_b.get(loss.key),
+                                  reps_c.get(loss.key), counts is not None, confidence,
+                                  loss.definition.higher_is_better, cand.interval_note(loss))
+            for loss in cand.losses}
+
+
+def slice_differences(base: Any, cand: Any, counts: np.ndarray, confidence: float
+                      ) -> list[dict[str, Any]]:
+    """Per slice (``compare --by``): rows, weight sum and every loss's paired difference.
+
+    Both states share their slice codes (one pass over the same rows); each
+    slice's interval comes from its own buckets, as in :func:`slice_intervals`
+    (none beyond the state's limit of slices with buckets: no verdict then).
+    """
+    reps_b = base.slice_replicates(counts)
+    reps_c = cand.slice_replicates(counts)
+    dropped = None if reps_c is not None else "no per-slice buckets are kept beyond " \
+        "2,000 slices"
+    out = []
+    for i, (sb, sc) in enumerate(zip(base.slice_results(), cand.slice_results(), strict=True)):
+        rb = reps_b[i] if reps_b is not None else {}
+        rc = reps_c[i] if reps_c is not None else {}
+        out.append({"key": sc["key"], "rows": sc["rows"], "weight_sum": sc["weight_sum"],
+                    "losses": {loss.key: _difference(sb["values"][loss.key],
+                                                     sc["values"][loss.key], rb.get(loss.key),
+                                                     rc.get(loss.key), True, confidence,
+                                                     loss.definition.higher_is_better,
+                                                     cand.interval_note(loss) or dropped)
+                               for loss in cand.losses}})
     return out
+
+
+def _difference(b: float, c: float, rep_b: np.ndarray | None, rep_c: np.ndarray | None,
+                with_ci: bool, confidence: float, higher_is_better: bool,
+                note: str | None = None) -> dict[str, Any]:
+    """One paired difference; without replicates, no interval and no verdict (``note``: why)."""
+    diff = c - b
+    rel = diff / abs(b) if b else math.copysign(math.inf, diff) if diff else 0.0
+    entry: dict[str, Any] = {"baseline": b, "candidate": c, "difference": diff, "relative": rel,
+                             "higher_is_better": higher_is_better}
+    if with_ci and (rep_b is None or rep_c is None):  # no interval: no verdict
+        entry.update(ci=(math.nan, math.nan), relative_ci=(math.nan, math.nan), verdict=None,
+                     ci_unsupported=note or "no interval")
+    elif with_ci:
+        entry["ci"] = percentile_interval(rep_c - rep_b, confidence)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entry["relative_ci"] = percentile_interval((rep_c - rep_b) / np.abs(rep_b),
+                                                       confidence)
+        entry["verdict"] = verdict(entry["ci"], higher_is_better)
+    return entry
 
 
 def verdict(ci: tuple[float, float], higher_is_better: bool) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from ..suggest import closest, did_you_mean
 from .catalogue import CATALOGUE
 from .definitions import EPS, HARD_Z, ROW_SUM_TOL, Array, LossDef, Term
 
@@ -183,9 +184,40 @@ def lookup(name: str, pred_width: int | None = None) -> LossDef:
     candidates = _definitions(low)
     if candidates:
         return _pick(candidates, pred_width)
-    close = difflib.get_close_matches(low, all_names(), n=1, cutoff=0.6)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise UsageError(f"unknown loss {name!r}.{hint} Known losses: {', '.join(all_names())}.")
+    raise UsageError(f"unknown loss {name!r}.{did_you_mean(suggest_names(low))} "
+                     f"Known losses: {', '.join(all_names())}.")
+
+
+# Names people write for a loss or metric that the catalogue spells another way.  A
+# synonym is only a suggestion (the catalogue's aliases are what lossctl accepts),
+# and one naming a definition not in the catalogue yet is never offered.
+SYNONYMS: dict[str, str] = {
+    "auroc": "roc_auc", "roc": "roc_auc", "rocauc": "roc_auc", "auc_roc": "roc_auc",
+    "auprc": "pr_auc", "prauc": "pr_auc", "ap": "pr_auc", "aupr": "pr_auc",
+    "logloss": "log_loss", "nll": "log_loss", "cross_entropy": "cce", "crossentropy": "cce",
+    "ce": "cce", "xent": "cce", "bce_loss": "bce", "binary_cross_entropy": "bce",
+    "l2": "mse", "mean_squared_error": "mse", "squared_error": "mse",
+    "root_mean_squared_error": "rmse", "mean_absolute_error": "mae", "absolute_error": "mae",
+    "mean_absolute_percentage_error": "mape", "mean_squared_log_error": "msle",
+    "root_mean_squared_log_error": "rmsle", "huber_loss": "huber", "smooth_l1": "huber",
+    "pinball_loss": "quantile", "hinge_loss": "hinge", "focal_loss": "focal",
+    "logcosh": "log_cosh", "kl": "kl_div", "kld": "kl_div", "kl_divergence": "kl_div",
+    "kullback_leibler": "kl_div", "acc": "accuracy", "accuracy_score": "accuracy",
+    "r_squared": "r2", "rsquared": "r2", "coefficient_of_determination": "r2",
+    "precision_score": "precision", "ppv": "precision", "recall_score": "recall",
+    "sensitivity": "recall", "tpr": "recall", "fscore": "f1", "f_score": "f1", "f1score": "f1",
+    "matthews": "mcc", "brier_score_loss": "brier", "calibration_error": "ece",
+    "expected_calibration_error": "ece", "topk": "top_k_accuracy", "top_k": "top_k_accuracy",
+    "max_err": "max_error", "bias": "mean_bias", "mean_poisson_deviance": "poisson_deviance",
+}
+
+
+def suggest_names(name: str) -> list[str]:
+    """The catalogue names nearest ``name``: its synonym first, then look-alike names and aliases."""
+    low = name.strip().lower().replace("-", "_")
+    known = all_names()
+    out = [SYNONYMS[low]] if SYNONYMS.get(low) in known else []
+    return (out + [n for n in closest(low, known) if n not in out])[:3]
 
 
 def bind(definition: LossDef, given: dict[str, Any], key: str) -> Loss:

@@ -83,6 +83,13 @@ class SliceKeys:
             self.keys.append(key)
         return c
 
+    def retype(self, keys: Sequence[tuple]) -> None:
+        """Give every slice its key in another type (CSV text typed at the end): codes keep their slices."""
+        if len(keys) != len(self.keys) or len(set(keys)) != len(keys):
+            raise ValueError("retyped slice keys must stay one per slice")
+        self.keys = list(keys)
+        self.index = {k: i for i, k in enumerate(self.keys)}
+
 
 class EvalState:
     """Exact running state of several losses and metrics over one stream of rows.

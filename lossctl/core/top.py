@@ -22,7 +22,16 @@ class RowInfo:
 def _kept_rows(batch: Any, rows: np.ndarray) -> list[dict]:
     """The kept columns of a few rows, as dicts (``batch.take`` of a NumPy array imports pandas)."""
     columns = list(zip(batch.schema.names, batch.columns, strict=True))
-    return [{name: col[i].as_py() for name, col in columns} for i in rows.tolist()]
+    return [{name: json_value(col[i].as_py()) for name, col in columns} for i in rows.tolist()]
+
+
+def json_value(v: Any) -> Any:
+    """A value of a file as a report holds it: JSON's types (a date or a NaN becomes text)."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    return str(v)
 
 
 class TopRows:

@@ -57,13 +57,21 @@ class _Problems:
         self.first: InvalidInput | None = None
 
     def check(self, reason: str, role: str, values: np.ndarray, mask: np.ndarray,
-              rows: np.ndarray | None = None) -> None:
-        """Record the first True of ``mask`` (``rows`` maps filtered rows back to the chunk's)."""
+              rows: np.ndarray | None = None, row_sum: bool = False) -> None:
+        """Record the first True of ``mask`` (``rows`` maps filtered rows back to the chunk's).
+
+        With ``row_sum`` the rule is about a whole row: the error names the
+        row's columns and shows its sum.
+        """
         if not mask.any():
             return
         i, k = _first_bad(mask)
         row = self.offset + (int(rows[i]) if rows is not None else i)
         if self.first is None or row < self.first.row:
+            if row_sum and values.ndim == 2:
+                self.first = InvalidInput(reason, row, role, float(values[i].sum()),
+                                          shown_as="row sum")
+                return
             value = values[i] if k is None else values[i, k]
             self.first = InvalidInput(reason, row, role, float(value), index=k)
 
@@ -185,4 +193,5 @@ def _validate(y: np.ndarray, p: np.ndarray, w: np.ndarray | None, problems: _Pro
                        "label", y, bad, rows)
     for check, params in rules:
         values = y if check.role == "label" else p
-        problems.check(check.reason, check.role, values, check.bad(values, params), rows)
+        problems.check(check.reason, check.role, values, check.bad(values, params), rows,
+                       check.row_sum)

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ..core import intervals
 from ..core.state import SliceKeys
-from ..core.top import RowInfo
+from ..core.top import RowInfo, json_value
 from ..errors import InputError, InvalidInput
 from .plan import is_list
 
@@ -139,11 +139,45 @@ class Chunk:
     bucket_rows: np.ndarray | None = None  # rows in the file to hash into buckets (--ci)
     seed: int = 0
     drops: list[np.ndarray | None] = field(default_factory=list)
+    bucket_keys: pa.Array | None = None  # each row's id to hash instead (--ci-key)
+    bucket_key_name: str = ""
 
     def buckets(self) -> np.ndarray | None:
+        if self.bucket_keys is not None:
+            ids = _ids(self.bucket_keys, self.first_row, self.bucket_key_name)
+            if isinstance(ids, np.ndarray):
+                return intervals.int_key_bucket_ids(ids, self.seed)
+            return intervals.key_bucket_ids(*ids, self.seed)
         if self.bucket_rows is None:
             return None
         return intervals.bucket_ids(self.info.source, self.bucket_rows, self.seed)
+
+
+def _ids(col: pa.Array, first_row: int, name: str) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Row ids: int64 values (integer ids), or text as int64 offsets and bytes.
+
+    An integer id hashes as its decimal text, as a CSV file holds it (17 is "17").
+    """
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    if col.null_count:
+        import pyarrow.compute as pc
+
+        i = int(pc.index(pc.is_null(col), True).as_py())
+        raise InvalidInput("a row needs an id to be put in an interval bucket (--ci-key)",
+                           first_row + i, "row id", None, column=name)
+    if pa.types.is_integer(col.type) and not pa.types.is_uint64(col.type):
+        if col.type != pa.int64():
+            col = col.cast(pa.int64())
+        return np.frombuffer(col.buffers()[1], dtype=np.int64, count=len(col), offset=col.offset * 8)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        col = col.cast(pa.string())
+    wide = pa.types.is_large_string(col.type)  # (the bytes are used in place: no copy of the text)
+    _, offsets, data = col.buffers()
+    width = 8 if wide else 4
+    starts = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32, count=len(col) + 1,
+                           offset=col.offset * width).astype(np.int64, copy=False)
+    return starts, np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
 
 
 Sink = Callable[[Chunk, dict[str, np.ndarray]], None]  # per-row values of a chunk, in order
@@ -195,7 +229,7 @@ def slice_codes(batch: pa.RecordBatch, columns: list[str], keys: SliceKeys) -> n
 
 def _dictionary_codes(col: pa.DictionaryArray) -> tuple[np.ndarray, list]:
     """Indices of a dictionary array as int64 (a null is one more value, None) and its values."""
-    values = [_slice_value(v) for v in col.dictionary.to_pylist()]
+    values = [json_value(v) for v in col.dictionary.to_pylist()]
     idx = col.indices
     codes = np.frombuffer(idx.buffers()[1], dtype=np.dtype(f"int{idx.type.bit_width}"), count=len(idx),
                           offset=idx.offset * idx.type.bit_width // 8).astype(np.int64)
@@ -205,13 +239,3 @@ def _dictionary_codes(col: pa.DictionaryArray) -> tuple[np.ndarray, list]:
         codes = np.where(valid, codes, len(values))
         values.append(None)
     return codes, values
-
-
-def _slice_value(v: Any) -> Any:
-    """A --by value as JSON can hold it (NaN is not equal to itself, so it becomes "nan")."""
-    if v is None or isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, float):
-        return "nan" if v != v else v
-    return str(v)
-

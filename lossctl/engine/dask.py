@@ -25,10 +25,13 @@ import numpy as np
 
 from ..core.state import EvalState
 from ..errors import InputError, LossctlError, UsageError
+from ..io.fingerprint import fingerprint
+from ..io.inference import widest
 from .chunks import rows_sink
 from .plan import Binding, Columns, Outcome, Progress, Request
-from .planning import Plan, ship
+from .planning import Plan, joined_files, ship
 from .scan import Scan
+from .texts import type_text
 from .units import Unit, count_csv_range
 
 if TYPE_CHECKING:
@@ -48,6 +51,8 @@ class UnitResult:
     unmatched_main: int = 0
     parts: list[str] = field(default_factory=list)  # rows: the part files written
     part_rows: int = 0
+    unit_rows: dict[int, int] = field(default_factory=dict)  # rows of each unit, for fingerprints
+    kept_kinds: dict[str, str] | None = None  # kinds of CSV's text --keep columns (see Tracker)
 
 
 def run_unit(req: Request, binding: Binding | None, columns: Columns | None, unit: Unit,
@@ -73,7 +78,8 @@ def run_unit(req: Request, binding: Binding | None, columns: Columns | None, uni
         if writer is not None:
             writer.abort()
         return UnitResult(error=e)
-    out = UnitResult(states, rows=rows)
+    out = UnitResult(states, rows=rows, unit_rows={unit.index: rows},
+                     kept_kinds=scan.kept_kinds.kinds if scan.kept_kinds else None)
     if own is not None and req.join is not None and req.join.key:
         hit = np.flatnonzero(own.matches)
         out.matched = (hit, own.matches[hit])
@@ -122,7 +128,8 @@ def merge_results(a: UnitResult, b: UnitResult) -> UnitResult:
         _add_counts(a.matched, b.matched)
     return UnitResult(states, None, a.rows + b.rows, a.units + b.units, matched,
                       a.unmatched_main + b.unmatched_main, a.parts + b.parts,
-                      a.part_rows + b.part_rows)
+                      a.part_rows + b.part_rows, {**a.unit_rows, **b.unit_rows},
+                      widest(a.kept_kinds, b.kept_kinds))
 
 
 def _add_counts(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
@@ -238,10 +245,12 @@ class _Run:
             raise InputError(f"{names}: no data rows to evaluate (the input is empty)")
         if self.parts is not None:
             self.parts.commit(result.parts, result.part_rows)
+        type_text(result.states, plan.sources, result.kept_kinds)
         info = client.scheduler_info()
         return Outcome(result.states, plan.inputs, columns, plan.chosen, stats,
                        {"name": "dask", "scheduler": client.scheduler.address,
-                        "tasks": len(units), "workers": len(info.get("workers", {}))})
+                        "tasks": len(units), "workers": len(info.get("workers", {}))},
+                       _input_files(plan, units, result) + joined_files(plan, stats))
 
     def _evaluate(self, units: list[Unit], binding: Binding | None, columns: Columns | None,
                   join: Any) -> UnitResult:
@@ -279,6 +288,14 @@ class _Run:
         finally:
             if self.parts is not None:
                 self.parts.abort()
+
+
+def _input_files(plan: Plan, units: list[Unit], result: UnitResult) -> list[dict]:
+    """Fingerprints of the main files (read here: a few KiB each), with the rows of their units."""
+    rows: dict[str, int] = {}
+    for u in units:
+        rows[u.name] = rows.get(u.name, 0) + result.unit_rows.get(u.index, 0)
+    return [{**fingerprint(s), "role": "main", "rows": rows.get(s.name, 0)} for s in plan.sources]
 
 
 def _row_join_stats(plan: Plan, rows: int) -> Any:

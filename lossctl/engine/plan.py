@@ -77,6 +77,7 @@ class Request:
     scheduler: str | None = None  # Dask: scheduler address (None: Dask's config, else a LocalCluster)
     unit_bytes: int = 128 << 20  # Dask: files larger than this are split into units
     client: Any = field(default=None, repr=False, compare=False)  # Dask: a Client of the caller's
+    ci_key: str | None = None  # bucket rows by this row id column (--ci-key), not (file, row)
 
     @property
     def compare(self) -> bool:
@@ -122,11 +123,15 @@ class Columns:
     keep: list[str] = field(default_factory=list)
     key: str | None = None
     roles: dict[str, list[str]] = field(default_factory=dict)  # main-file roles -> columns
+    ci_key: str | None = None  # the row id column of the interval buckets (--ci-key)
+
+    @property
+    def _ids(self) -> list[str]:
+        return [c for c in (self.key, self.ci_key) if c]
 
     @property
     def needed(self) -> list[str]:
-        extra = self.by + self.keep + ([self.key] if self.key else [])
-        cols = [c for cs in self.roles.values() for c in cs] + extra
+        cols = [c for cs in self.roles.values() for c in cs] + self.by + self.keep + self._ids
         return list(dict.fromkeys(cols))
 
     @property
@@ -137,15 +142,17 @@ class Columns:
         its numbers are converted from that text as the CSV reader converts
         them (:func:`lossctl.engine.chunks.text_to_float64`).
         """
-        return [c for c in dict.fromkeys(self.keep + ([self.key] if self.key else []))
-                if c not in self.by]
+        return [c for c in dict.fromkeys(self.keep + self._ids) if c not in self.by]
 
     def name(self, role: str, index: int | None) -> str:
         cols = self.roles.get(role) or {"label": self.label, "weight": [self.weight or ""],
                                         "key": [self.key or ""]}.get(role, self.pred)
+        width = self.label_width if role == "label" else self.pred_width
+        if index is None and len(cols) > 1:  # a rule on a whole row of K columns
+            return f"{cols[0]}:{cols[-1]}"
         k = index or 0
-        if len(cols) == 1 and (self.label_width if role == "label" else self.pred_width) > 1:
-            return f"{cols[0]}[{k}]"
+        if len(cols) == 1 and width > 1:
+            return cols[0] if index is None else f"{cols[0]}[{k}]"
         return cols[min(k, len(cols) - 1)]
 
     def role_of(self, column: str) -> str:
@@ -157,8 +164,8 @@ class Columns:
         return "key" if column == self.key else "--keep column"
 
     def same_as(self, other: Columns) -> bool:
-        return self.roles == other.roles and (self.by, self.keep, self.key) == \
-            (other.by, other.keep, other.key)
+        return self.roles == other.roles and (self.by, self.keep, self.key, self.ci_key) == \
+            (other.by, other.keep, other.key, other.ci_key)
 
 
 @dataclass
@@ -180,6 +187,8 @@ class Outcome:
     losses_chosen: bool  # True when lossctl picked the losses (no -m given)
     join: JoinStats | None = None
     engine: dict[str, Any] | None = None  # which engine ran it: name, tasks, workers...
+    # a fingerprint of every file read (see lossctl.io.fingerprint), with its role and rows
+    input_files: list[dict] = field(default_factory=list)
 
 
 Progress = Callable[[int, int], None]  # (done, total): bytes (local engine) or units (Dask)
@@ -216,11 +225,20 @@ def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None =
         if len(key) != 1:
             raise UsageError(f"the key is one column; {req.join.key!r} selects {len(key)}")
         key = key[0]
+    ci_key = None
+    if req.ci_key:
+        ci_key = reader.select(req.ci_key, "--ci-key column")
+        if len(ci_key) != 1:
+            raise UsageError(f"--ci-key names one column; {req.ci_key!r} selects {len(ci_key)}")
+        ci_key = ci_key[0]
+    if req.compare and key and not ci_key and req.ci:  # the key names the rows: it buckets them
+        ci_key = key
     model = "candidate" if req.compare else "prediction"
     pred = roles.get(model) or roles.get("baseline", [])
     label = roles.get("label", [])
     return Columns(label, pred, weight, baseline=roles.get("baseline"), by=by, keep=keep,
-                   key=key, roles=roles)
+                   key=key, roles=roles, ci_key=ci_key)
+
 
 
 def is_list(t: pa.DataType) -> bool:

@@ -21,14 +21,14 @@ from ..core.losses import parse_loss_list
 from ..core.state import EvalState
 from ..errors import UsageError
 from ..io import fs
-from ..io.sources import Source, expand_paths, open_source
+from ..io.sources import Source, expand_distinct, open_source
 from .chunks import role_array
 from .plan import MAX_CHUNK_ROWS, Binding, Columns, Request
 from .scan import Scan, sample
 from .units import Unit, count_csv_range, csv_ranges, parquet_parts, whole_files
 
 if TYPE_CHECKING:
-    from .joins import KeyJoin, RowJoin
+    from .joins import JoinStats, KeyJoin, RowJoin
 
 # (source, cut, next cut) -> (start, end, records, safe), run where the engine runs
 RangeCounter = Callable[[list[tuple[Source, int, int]]], list[tuple[int, int, int, bool]]]
@@ -42,6 +42,8 @@ class Plan:
             raise UsageError(f"--chunk-size must be between 1 and {MAX_CHUNK_ROWS:,} rows")
         if not 0 < req.confidence < 1:
             raise UsageError("--confidence must be between 0 and 1, e.g. 0.95")
+        if req.ci_key and not req.ci:
+            raise UsageError("--ci-key names the rows of the interval buckets; add --ci")
         if req.join is not None and req.join.missing not in ("error", "skip"):
             raise UsageError("--missing must be 'error' or 'skip'")
         if req.losses:  # catch unknown names and bad parameters before reading anything
@@ -57,7 +59,7 @@ class Plan:
     def _open(self, paths: list[str]) -> list[Source]:
         """Every file, opened to decide its format; remote ones a few at a time (latency)."""
         req = self.req
-        found = expand_paths(paths)
+        found = expand_distinct(paths)  # (a file reached twice would count its rows twice)
 
         def one(p: str) -> Source:
             return open_source(p, req.input_format, req.delimiter, req.header, req.max_record)
@@ -152,6 +154,17 @@ class Plan:
             if scan.binding is not None:
                 break
         return scan.binding, scan.columns
+
+
+def joined_files(plan: Plan, stats: JoinStats | None) -> list[dict]:
+    """Fingerprints of the joined file(s), their role and rows (known for one file)."""
+    if plan.req.join is None or stats is None:
+        return []
+    from ..io.fingerprint import fingerprint
+
+    rows = stats.rows if len(plan.join_sources) == 1 else None
+    return [{**fingerprint(s), "role": plan.req.join.role, "rows": rows}
+            for s in plan.join_sources]
 
 
 def _count_here(jobs: list[tuple[Source, int, int]]) -> list[tuple[int, int, int, bool]]:

@@ -9,6 +9,7 @@ refused by :meth:`EvalState.merge`.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 
 from ..core.state import STATE_VERSION, EvalState
@@ -28,6 +29,7 @@ def save_state(path: str, outcome: Outcome) -> None:
         "kind": KIND,
         "version": STATE_VERSION,
         "inputs": outcome.inputs,
+        "input_files": outcome.input_files,
         "columns": asdict(outcome.columns),
         "losses_chosen": outcome.losses_chosen,
         "state": outcome.states[0].to_json(),
@@ -50,17 +52,25 @@ def _load(path: str) -> dict:
 
 
 def load_states(paths: list[str]) -> Outcome:
-    """Merge saved states in the order given into one report."""
+    """Merge saved states in the order given into one report.
+
+    A state file given twice, or two states holding the same input (by its
+    fingerprint), are refused: their rows would be counted twice.
+    """
     merged: EvalState | None = None
     columns: Columns | None = None
     inputs: list[str] = []
+    files: list[dict] = []
+    held: dict[tuple, tuple[str, str]] = {}  # input identity -> (state path, input name)
     chosen = False
+    _refuse_same_state_twice(paths)
     for path in paths:
         data = _load(path)
         try:
             state = EvalState.from_json(data["state"])
             cols = Columns(**data["columns"])
             chosen_here, shard_inputs = bool(data["losses_chosen"]), list(data["inputs"])
+            shard_files = [dict(f) for f in data.get("input_files", [])]
         except (KeyError, TypeError, ValueError, AttributeError):
             raise UsageError(f"{path}: a damaged lossctl state (missing or malformed fields); "
                              f"make it again with eval --emit-state") from None
@@ -74,6 +84,32 @@ def load_states(paths: list[str]) -> Outcome:
                 merged.merge(state)
             except UsageError as e:
                 raise UsageError(f"{path}: {e}") from None
+        _refuse_overlaps(path, shard_files, held)  # (states of other definitions: said first)
         inputs += shard_inputs
+        files += shard_files
     assert merged is not None and columns is not None
-    return Outcome([merged], inputs, columns, chosen)
+    return Outcome([merged], inputs, columns, chosen, input_files=files)
+
+
+def _refuse_same_state_twice(paths: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for p in paths:
+        first = seen.get(os.path.realpath(p))
+        seen.setdefault(os.path.realpath(p), p)
+        if first is not None:
+            raise UsageError(f"{first} and {p} are the same state: its rows would be counted "
+                             f"twice; give each state once")
+
+
+def _refuse_overlaps(path: str, files: list[dict], held: dict[tuple, tuple[str, str]]) -> None:
+    """Refuse a state holding an input an earlier state holds (the same bytes, any name)."""
+    for f in files:
+        if f.get("role", "main") != "main" or not f.get("rows"):
+            continue  # a shared labels file, or an input without rows, counts nothing twice
+        identity = (f.get("size"), f.get("digest"), f.get("rows"))
+        if identity in held:
+            other, name = held[identity]
+            raise UsageError(f"{path}: its input {f.get('name')} ({f.get('rows'):,} rows) is "
+                             f"already in {other} (as {name}): merging would count these rows "
+                             f"twice; merge each shard's state once")
+        held[identity] = (path, str(f.get("name")))

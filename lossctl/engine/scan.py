@@ -24,6 +24,7 @@ from ..core.state import EvalState, SliceKeys
 from ..core.top import RowInfo
 from ..errors import InvalidInput, LossctlError, UsageError
 from ..io import arrow
+from ..io.inference import Tracker
 from ..io.reader import Reader, open_reader
 from ..io.sources import Source
 from .chunks import Chunk, Sink, pieces, role_array, slice_codes
@@ -60,6 +61,8 @@ class Scan:
         self.slice_keys: SliceKeys | None = None
         self.rows = 0  # rows read, all units
         self.bind_only = False
+        self.first_input = ""  # the file the columns were first resolved in
+        self.kept_kinds: Tracker | None = None  # kinds of CSV's text --keep columns (--top)
 
     # -- reading --------------------------------------------------------------
 
@@ -68,15 +71,24 @@ class Scan:
         source = unit.source
         reader = open_reader(source, self.req.chunk_rows, unit.first_row, unit.row_groups,
                              unit.byte_range)
-        cols = resolve_columns(reader, self.req)
+        try:
+            cols = resolve_columns(reader, self.req)
+        except UsageError as e:
+            if not self.first_input or self.first_input == source.name:
+                raise
+            raise UsageError(f"{source.name}: {e}") from None  # which of the inputs
         if self.columns is None:
             self.columns = cols
             self._join_columns(cols)
         elif not cols.same_as(self.columns):
-            raise UsageError(f"{source.name}: columns {cols.needed} differ from the first "
-                             f"input's {self.columns.needed}")
+            first = f"{self.first_input}'s" if self.first_input else "the first input's"
+            raise UsageError(f"{source.name}: columns {cols.needed} differ from {first} "
+                             f"{self.columns.needed}")
         else:
             cols = self.columns  # same names; keeps the widths learnt from the first chunk
+        self.first_input = self.first_input or source.name
+        if self.req.top and cols.keep and source.format == "csv" and self.kept_kinds is None:
+            self.kept_kinds = Tracker(cols.keep)
         start = self.rows
         try:
             for _ in self._read(reader, cols, unit.first_row):
@@ -194,13 +206,17 @@ class Scan:
         req = self.req
         offsets = np.arange(piece.num_rows) if kept_rows is None else kept_rows
         info = RowInfo(source, file_row, piece.select(cols.keep) if cols.keep else None, kept_rows)
+        if self.kept_kinds is not None and info.kept is not None:
+            self.kept_kinds.add(info.kept)
         preds = [arrays[m] for m in req.models]
         chunk = Chunk(arrays["label"], preds, arrays.get("weight"), file_row, info, seed=req.seed)
         if cols.by:
             if self.slice_keys is None:
                 self.slice_keys = SliceKeys(cols.by, req.max_slices)
             chunk.slices = slice_codes(piece, cols.by, self.slice_keys)
-        if req.ci:  # the hash runs in the worker thread (see ChunkPool._run)
+        if req.ci and cols.ci_key:  # the hash runs in the worker thread (see ChunkPool._run)
+            chunk.bucket_keys, chunk.bucket_key_name = piece.column(cols.ci_key), cols.ci_key
+        elif req.ci:
             chunk.bucket_rows = file_row + offsets
         if len(preds) > 1 and req.nan == "skip":  # a row bad in either model is dropped for both
             bad = [~np.isfinite(p) if p.ndim == 1 else ~np.isfinite(p).all(axis=1) for p in preds]

@@ -8,11 +8,11 @@ an error that names its positions.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Sequence
 
 from ..errors import UsageError
+from ..suggest import closest, did_you_mean
 
 
 def has_magic(s: str) -> bool:
@@ -97,8 +97,7 @@ def _position(token: str, available: list[str], names: Sequence[str], what: str,
             return i - 1
         raise UsageError(f"{what} {token} is out of range: the file has {len(available)} columns "
                          "(indexes are 1-based)")
-    close = difflib.get_close_matches(token, list(names), n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(closest(token, list(names), n=1, cutoff=0.5))
     raise UsageError(f"no {what} named {token!r}.{hint} {_listing(names)}")
 
 

@@ -260,3 +260,43 @@ def _read_stdin() -> bytes:
     if not data:
         raise InputError("<stdin>: empty input")
     return data
+
+
+def expand_distinct(paths: list[str]) -> list[str]:
+    """:func:`expand_paths`, refusing a file reached twice.
+
+    Named twice, reached by a glob and a directory, or through a link: its
+    rows would be counted twice.  Local files are told apart by device and
+    inode, so a symbolic or hard link to a file already read is caught too;
+    remote objects by their URI.
+    """
+    out: list[str] = []
+    seen: dict[tuple, tuple[str, str]] = {}  # file -> (its path, the argument)
+    for arg in paths:
+        found = expand_paths([arg])
+        for p in found if arg != "-" else []:
+            if fs.is_remote(p):
+                key: tuple = ("uri", p)
+            else:
+                try:
+                    st = os.stat(fs.locate(p).path if fs.is_uri(p) else p)
+                except OSError:
+                    continue  # (opening it reports the error)
+                key = (st.st_dev, st.st_ino)
+            if key in seen:
+                first, first_arg = seen[key]
+                what = f"{p} is given twice" if (p, arg) == (first, first_arg) else \
+                    f"{_reached(p, arg)} and {_reached(first, first_arg)} are the same file"
+                raise UsageError(f"{what}: its rows would be counted twice; give each input once")
+            seen[key] = (p, arg)
+        out += found
+    if out.count("-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    return out
+
+
+def _reached(path: str, arg: str) -> str:
+    how = [f"from {arg}"] if path != arg else []
+    if not fs.is_uri(path) and os.path.islink(path):
+        how.append(f"a link to {os.path.realpath(path)}")
+    return f"{path} ({', '.join(how)})" if how else path

@@ -1,19 +1,22 @@
-"""Checks that gate a model in CI: thresholds, baselines and paired regressions.
+"""Checks that gate a model in CI: thresholds, baselines and paired regressions, overall and per slice.
 
-Three kinds, all evaluated on a finished report:
+The kinds, all evaluated on a finished report:
 
 - a threshold, ``mse > 0.25`` (``--fail-if``): fails when the value satisfies it;
-- a baseline tolerance, ``mse=2%`` (``--max-increase`` with ``--baseline``):
-  fails when the loss got worse than in an earlier JSON report by more than
-  the tolerance, relative (``(new - old) / |old|``) or absolute;
-- a regression tolerance, ``mse=1%`` (``compare --max-regression``): fails
-  when the candidate is worse than the baseline beyond the tolerance *with
-  confidence* (the whole interval of the paired difference is past it), or,
-  with ``strict``, on the point value alone.
+  per slice (``--slice-fail-if``), every slice shown must pass;
+- a baseline tolerance (``--baseline`` with ``--max-increase``): every loss
+  computed is checked against an earlier report or saved state, with its own
+  tolerance (``mse=2%``), the default one (``2%``, ``*=2%``) or none at all
+  (no increase); relative (``(new - old) / |old|``) or absolute;
+- a regression tolerance, ``mse=1%`` (``compare --max-regression``, per slice
+  ``--slice-max-regression``): fails when the candidate is worse than the
+  baseline beyond the tolerance *with confidence* (the whole interval of the
+  paired difference is past it), or, with ``strict``, on the point value alone.
 
-"Worse" follows the loss definition: up for losses, down where higher is
-better.  A NaN value never passes.  Expressions are parsed by a small
-grammar (``LOSS OP NUMBER``), never evaluated as code.
+"Worse" follows the loss definition (``higher_is_better``): up for losses,
+down for scores.  A NaN value never passes.  Expressions are parsed by a
+small grammar (``LOSS OP NUMBER``), never evaluated as code.  The baseline
+document is read by :mod:`lossctl.report.baseline`.
 """
 
 from __future__ import annotations
@@ -22,15 +25,24 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.losses import Loss, parse_loss
 from ..errors import UsageError
 from ..io import fs
+from .baseline import Baseline, load_baseline
+from .numbers import DIGITS, MOST, distinct_digits, number
+
+if TYPE_CHECKING:
+    from .model import Report
 
 OPS = ("<=", ">=", "<", ">")
+ALL = "*"  # the loss name of a default tolerance: every loss without one of its own
 _RULE = re.compile(r"^\s*(?P<loss>[^<>\s]+)\s*(?P<op><=|>=|<|>)\s*(?P<num>\S+)\s*$")
+SHOWN_FAILURES = 5  # failing slices named in a check's detail (the JSON lists all)
+ROWS_WARNING = 0.10  # warn when the baseline's row count differs by more than this
 
 
 @dataclass(frozen=True)
@@ -48,12 +60,17 @@ class Threshold:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How much worse a loss may get: ``relative`` (0.02 for 2%) or absolute."""
+    """How much worse a loss may get: ``relative`` (0.02 for 2%) or absolute.
+
+    ``loss`` is :data:`ALL` for the default of every loss; ``origin`` says
+    where it was given (``--max-increase mse=2%``, a checks file), for the report.
+    """
 
     loss: str
     amount: float
     relative: bool
     text: str = ""  # the tolerance as written ("2%", "0.01")
+    origin: str = ""
 
     def __str__(self) -> str:
         return f"{self.loss}={self.limit_text}"
@@ -61,6 +78,9 @@ class Tolerance:
     @property
     def limit_text(self) -> str:
         return self.text or (f"{self.amount * 100!r}%" if self.relative else repr(self.amount))
+
+
+NO_INCREASE = Tolerance(ALL, 0.0, False, "0", "default: no loss may get worse")
 
 
 @dataclass
@@ -71,24 +91,51 @@ class Checks:
     max_increase: list[Tolerance] = field(default_factory=list)
     max_regression: list[Tolerance] = field(default_factory=list)
     baseline: str | None = None
+    slice_thresholds: list[Threshold] = field(default_factory=list)
+    slice_max_regression: list[Tolerance] = field(default_factory=list)
 
 
 @dataclass
 class CheckResult:
-    """One check's outcome: the quantity checked, its limit and pass/fail."""
+    """One check's outcome: the quantity checked, its limit and pass/fail.
+
+    ``tolerance`` (baseline and regression checks) is the tolerance used and
+    where it came from; ``failing_slices`` (per-slice checks) names every
+    failing slice with its value.
+    """
 
     name: str
-    kind: str  # threshold, baseline, regression
+    kind: str  # threshold, baseline, regression, slice_threshold, slice_regression
     loss: str
     value: float | None
     limit: float
     passed: bool
     detail: str = ""
+    tolerance: Tolerance | None = None
+    failing_slices: list[dict[str, Any]] | None = None
+    slices_checked: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "loss": self.loss,
-                "value": _num(self.value), "limit": self.limit, "passed": self.passed,
-                "detail": self.detail}
+        out = {"name": self.name, "kind": self.kind, "loss": self.loss,
+               "value": _num(self.value), "limit": self.limit, "passed": self.passed,
+               "detail": self.detail}
+        if self.tolerance is not None:
+            t = self.tolerance
+            out["tolerance"] = {"text": t.limit_text, "relative": t.relative, "for": t.loss,
+                                "origin": t.origin}
+        if self.failing_slices is not None:
+            out["slices_checked"] = self.slices_checked
+            out["failing_slices"] = [{**s, "value": _num(s["value"])} for s in self.failing_slices]
+        return out
+
+
+@dataclass
+class Gate:
+    """Every check's result, and warnings for stderr (a baseline of other data)."""
+
+    results: list[CheckResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    baseline: Baseline | None = None
 
 
 def _num(v: float | None) -> float | None:
@@ -114,26 +161,41 @@ def parse_threshold(text: str) -> Threshold:
     return Threshold(m["loss"], m["op"], _number(m["num"], f"check {text!r}"), m["num"])
 
 
-def parse_tolerance(text: str, option: str) -> Tolerance:
-    """Parse ``LOSS=2%`` (relative) or ``LOSS=0.01`` (absolute)."""
+def parse_tolerance(text: str, option: str, origin: str | None = None) -> Tolerance:
+    """Parse ``LOSS=2%`` (relative) or ``LOSS=0.01`` (absolute); ``2%`` or ``*=2%`` for every loss."""
     loss, sep, amount = text.rpartition("=")
-    if not sep or not loss.strip() or not amount.strip():
-        raise UsageError(f"{option}: write LOSS=2% (relative) or LOSS=0.01 (absolute), "
-                         f"not {text!r}")
+    if not sep:
+        loss, amount = ALL, text
+    usage = (f"{option}: write LOSS=2% (relative) or LOSS=0.01 (absolute), or 2% for every loss, "
+             f"not {text!r}")
+    if not loss.strip() or not amount.strip():
+        raise UsageError(usage)
     amount = amount.strip()
     relative = amount.endswith("%")
-    value = _number(amount[:-1] if relative else amount, f"{option} {text!r}")
+    figure = amount[:-1] if relative else amount
+    if not sep:
+        try:
+            float(figure)
+        except ValueError:
+            raise UsageError(usage) from None
+    value = _number(figure, f"{option} {text!r}")
     if value < 0:
         raise UsageError(f"{option} {text!r}: the tolerance must be >= 0")
-    return Tolerance(loss.strip(), value / 100 if relative else value, relative, amount)
+    return Tolerance(loss.strip(), value / 100 if relative else value, relative, amount,
+                     origin or f"{option} {text}")
+
+
+_FILE_KEYS = ("fail_if", "slice_fail_if", "max_increase", "max_regression",
+              "slice_max_regression", "baseline")
 
 
 def load_checks_file(path: str) -> Checks:
     """Read a checks file (TOML or JSON) kept in the repository beside the CI job.
 
-    Keys: ``fail_if`` (a list of ``LOSS OP NUMBER``), ``max_increase`` and
-    ``max_regression`` (tables of LOSS = "2%" or 0.01), ``baseline`` (a path,
-    relative to the checks file).
+    Keys: ``fail_if`` and ``slice_fail_if`` (lists of ``LOSS OP NUMBER``),
+    ``max_increase``, ``max_regression`` and ``slice_max_regression`` (tables
+    of LOSS = "2%" or 0.01; ``"*"`` is the default of every loss),
+    ``baseline`` (a path, relative to the checks file).
     """
     try:
         raw = fs.read_bytes(path)
@@ -142,27 +204,29 @@ def load_checks_file(path: str) -> Checks:
     data = _parse_checks(path, raw)
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a checks file holds a table (TOML) or an object (JSON)")
-    known = {"fail_if", "max_increase", "max_regression", "baseline"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - set(_FILE_KEYS))
     if unknown:
         raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(known))})")
+                         f"(known: {', '.join(sorted(_FILE_KEYS))})")
     checks = Checks()
-    fail_if = data.get("fail_if", [])
-    if isinstance(fail_if, str):
-        fail_if = [fail_if]
-    if not isinstance(fail_if, list) or not all(isinstance(r, str) for r in fail_if):
-        raise UsageError(f"{path}: fail_if is a list of strings like 'mse > 0.25'")
-    checks.thresholds = [parse_threshold(r) for r in fail_if]
-    for name in ("max_increase", "max_regression"):
+    for name, attr in (("fail_if", "thresholds"), ("slice_fail_if", "slice_thresholds")):
+        rules = data.get(name, [])
+        if isinstance(rules, str):
+            rules = [rules]
+        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+            raise UsageError(f"{path}: {name} is a list of strings like 'mse > 0.25'")
+        setattr(checks, attr, [parse_threshold(r) for r in rules])
+    for name in ("max_increase", "max_regression", "slice_max_regression"):
         table = data.get(name, {})
         if not isinstance(table, dict):
-            raise UsageError(f"{path}: {name} is a table of LOSS = \"2%\" or LOSS = 0.01")
-        setattr(checks, name, [parse_tolerance(f"{k}={v}", f"{path}: {name}")
+            raise UsageError(f"{path}: {name} is a table of LOSS = \"2%\" or LOSS = 0.01 "
+                             f"(\"*\" for every loss)")
+        setattr(checks, name, [parse_tolerance(f"{k}={v}", f"{path}: {name}",
+                                               f"{path}: {name} {k} = {json.dumps(v)}")
                                for k, v in table.items()])
     if "baseline" in data:
         if not isinstance(data["baseline"], str):
-            raise UsageError(f"{path}: baseline is a path to a lossctl JSON report")
+            raise UsageError(f"{path}: baseline is a path to a lossctl JSON report or state")
         checks.baseline = os.path.join(os.path.dirname(path), data["baseline"])
     return checks
 
@@ -185,11 +249,14 @@ def _parse_checks(path: str, raw: bytes) -> Any:
 
 
 def merge_checks(*parts: Checks) -> Checks:
+    """Checks of several sources; a later tolerance of the same loss replaces an earlier one."""
     out = Checks()
     for c in parts:
         out.thresholds += c.thresholds
+        out.slice_thresholds += c.slice_thresholds
         out.max_increase += c.max_increase
         out.max_regression += c.max_regression
+        out.slice_max_regression += c.slice_max_regression
         out.baseline = c.baseline or out.baseline
     return out
 
@@ -197,6 +264,47 @@ def merge_checks(*parts: Checks) -> Checks:
 # --------------------------------------------------------------------------
 # Evaluating checks
 # --------------------------------------------------------------------------
+
+
+def require_options(checks: Checks, *, slices: bool, compare: bool) -> None:
+    """Refuse checks the run cannot evaluate (called before reading, and again on the report)."""
+    if (checks.slice_thresholds or checks.slice_max_regression) and not slices:
+        option = "--slice-fail-if" if checks.slice_thresholds else "--slice-max-regression"
+        raise UsageError(f"{option} checks every slice of --by; give --by COLS")
+    if checks.max_increase and not checks.baseline:
+        raise UsageError("--max-increase needs --baseline (an earlier lossctl eval -f json "
+                         "report, or a state saved with --emit-state)")
+    if checks.baseline and compare:
+        raise UsageError("--baseline gates eval and merge; lossctl compare gates the "
+                         "candidate with --max-regression")
+    if (checks.max_regression or checks.slice_max_regression) and not compare:
+        option = "--max-regression" if checks.max_regression else "--slice-max-regression"
+        raise UsageError(f"{option} gates a paired comparison (lossctl compare); against an "
+                         f"earlier report use --baseline with --max-increase")
+
+
+def evaluate(checks: Checks, report: Report, strict: bool = False,
+             min_slice_rows: int = 0) -> Gate:
+    """Every check asked for, on a finished report (eval, merge or compare)."""
+    require_options(checks, slices=report.state.slice_keys is not None,
+                    compare=report.differences is not None)
+    r = report.result
+    width = report.state.pred_width
+    gate = Gate(check_thresholds(checks.thresholds, r.values, r.losses, width))
+    if checks.slice_thresholds:
+        gate.results += check_slice_thresholds(checks.slice_thresholds, report, width,
+                                               min_slice_rows)
+    if checks.baseline:
+        gate.baseline = load_baseline(checks.baseline)
+        results, gate.warnings = check_baseline(checks.max_increase, gate.baseline, report)
+        gate.results += results
+    if checks.max_regression and report.differences is not None:
+        gate.results += check_regressions(checks.max_regression, report.differences, r.losses,
+                                          width, strict)
+    if checks.slice_max_regression:
+        gate.results += check_slice_regressions(checks.slice_max_regression, report, width,
+                                                strict, min_slice_rows)
+    return gate
 
 
 def find_loss(name: str, losses: list[Loss], pred_width: int, where: str = "") -> Loss:
@@ -216,6 +324,17 @@ def find_loss(name: str, losses: list[Loss], pred_width: int, where: str = "") -
                      f"add it with -m or fix the check")
 
 
+def _near(value: float, limit: float) -> str:
+    """A value with the digits that tell it from the limit it is checked against."""
+    return number(value, distinct_digits([value, limit], DIGITS, MOST))
+
+
+def _pair(old: float, new: float) -> tuple[str, str]:
+    """Two values with the digits that tell them apart."""
+    d = distinct_digits([old, new], DIGITS, MOST)
+    return number(old, d), number(new, d)
+
+
 def _fails(value: float, op: str, limit: float) -> bool:
     return {"<": value < limit, "<=": value <= limit, ">": value > limit,
             ">=": value >= limit}[op]
@@ -229,88 +348,215 @@ def check_thresholds(rules: list[Threshold], values: dict[str, float], losses: l
         v = values[loss.key]
         failed = math.isnan(v) or _fails(v, r.op, r.limit)
         out.append(CheckResult(f"fail if {r}", "threshold", loss.key, v, r.limit, not failed,
-                               f"{loss.key} = {v!r}; fails if {r.op} {r.text or r.limit!r}"))
+                               f"{loss.key} = {_near(v, r.limit)}; fails if {r.op} "
+                               f"{r.text or repr(r.limit)}"))
     return out
 
 
-def load_baseline(path: str) -> dict[str, float]:
-    """Loss values of an earlier ``lossctl eval -f json`` report, by canonical loss name."""
-    try:
-        doc = json.loads(fs.read_bytes(path))
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read baseline: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: the baseline is not JSON text; make it with lossctl eval -f json") \
-            from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path}: the baseline is not JSON (line {e.lineno}: {e.msg}); "
-                         f"make it with lossctl eval -f json") from None
-    if not isinstance(doc, dict) or "lossctl" not in doc or not isinstance(doc.get("losses"), dict):
-        raise UsageError(f"{path}: not a lossctl JSON report (make it with lossctl eval -f json)")
-    if doc.get("command", "eval") != "eval":
-        raise UsageError(f"{path}: a lossctl {doc['command']} report; a baseline is an eval "
-                         f"report (lossctl eval -f json)")
-    out: dict[str, float] = {}
-    for key, entry in doc["losses"].items():
-        try:
-            loss = Loss.from_json({"key": key, "name": entry["name"], "params": entry["params"]})
-            value = entry["value"]
-            out[loss.canonical] = math.nan if value is None else float(value)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise UsageError(f"{path}: loss {key!r} needs a name, params and a numeric value: "
-                             f"not a lossctl eval report") from None
+# -- per slice -----------------------------------------------------------------
+
+
+def slice_label(key: dict[str, Any]) -> str:
+    """``country=FR, device=ios``: a slice as people write it."""
+    return ", ".join(f"{c}={'null' if v is None else v}" for c, v in key.items())
+
+
+def _slice_check(name: str, kind: str, loss: Loss, limit: float, entries: list[dict],
+                 high_fails: bool, tolerance: Tolerance | None = None) -> CheckResult:
+    """One per-slice check: passes when no shown slice fails; names the failing ones.
+
+    ``entries`` has one dict per slice checked: ``key``, ``rows``, ``value``
+    (the quantity compared with the limit), ``fails`` and ``text`` (the value
+    as the detail shows it).  The check's value is the worst slice's.
+    """
+    failing = [e for e in entries if e["fails"]]
+    values = [e["value"] for e in entries]
+    nan = [e for e in entries if math.isnan(e["value"])]
+    worst = nan[0] if nan else (max if high_fails else min)(entries, key=lambda e: e["value"]) \
+        if entries else None
+    if failing:
+        named = "; ".join(f"{slice_label(e['key'])}: {e['text']}" for e in failing[:SHOWN_FAILURES])
+        more = f"; and {len(failing) - SHOWN_FAILURES} more" if len(failing) > SHOWN_FAILURES else ""
+        detail = f"{len(failing)} of {len(entries)} slices fail: {named}{more}"
+    elif worst is not None:
+        detail = f"all {len(entries)} slices pass (nearest: {slice_label(worst['key'])}: " \
+                 f"{worst['text']})"
+    else:
+        detail = "no slice has enough rows to check (--min-slice-rows)"
+    shown = [{"key": e["key"], "rows": e["rows"], "value": e["value"], "detail": e["text"]}
+             for e in failing]
+    return CheckResult(name, kind, loss.key, worst["value"] if worst else None, limit,
+                       not failing, detail, tolerance, shown, len(values))
+
+
+def check_slice_thresholds(rules: list[Threshold], report: Report, pred_width: int,
+                           min_rows: int) -> list[CheckResult]:
+    """``--slice-fail-if``: every shown slice must pass the threshold."""
+    losses = report.result.losses
+    shown = [s for s in report.state.slice_results() if s["rows"] >= min_rows]
+    out = []
+    for r in rules:
+        loss = find_loss(r.loss, losses, pred_width, "--slice-fail-if: ")
+        entries = []
+        for s in shown:
+            v = s["values"][loss.key]
+            entries.append({"key": s["key"], "rows": s["rows"], "value": v,
+                            "fails": math.isnan(v) or _fails(v, r.op, r.limit),
+                            "text": f"{loss.key} = {_near(v, r.limit)}"})
+        out.append(_slice_check(f"every slice: fail if {r}", "slice_threshold", loss, r.limit,
+                                entries, r.op in (">", ">=")))
     return out
+
+
+# -- against a baseline ------------------------------------------------------------
+
+
+def _tolerances(tolerances: Sequence[Tolerance], losses: list[Loss], pred_width: int,
+                option: str) -> dict[str, Tolerance]:
+    """The tolerance of every loss: its own, else the default (``*``), else no increase.
+
+    A later tolerance of the same loss (the command line after a checks file)
+    replaces an earlier one.
+    """
+    default = NO_INCREASE
+    own: dict[str, Tolerance] = {}
+    for t in tolerances:
+        if t.loss == ALL:
+            default = t
+        else:
+            own[find_loss(t.loss, losses, pred_width, f"{option}: ").key] = t
+    return {l.key: own.get(l.key, default) for l in losses}
+
+
+def _change(worse: float, relative: bool) -> str:
+    """``2.1% worse``, ``0.3% better``, ``no change`` from a signed worse-by amount."""
+    if math.isnan(worse):
+        return "change undefined (NaN)"
+    if worse == 0:
+        return "no change"
+    size = abs(worse)
+    amount = f"{size * 100:.3g}%" if relative else f"{size:.4g}"
+    return f"{amount} {'worse' if worse > 0 else 'better'}"
 
 
 def _worse_by(old: float, new: float, higher_is_better: bool) -> float:
     return (old - new) if higher_is_better else (new - old)
 
 
-def check_baseline(tolerances: list[Tolerance], baseline: dict[str, float], path: str,
-                   values: dict[str, float], losses: list[Loss], pred_width: int
-                   ) -> list[CheckResult]:
-    """Every tolerance against the baseline (no tolerance given: no loss may get worse at all)."""
-    if not tolerances:
-        tolerances = [Tolerance(l.key, 0.0, False) for l in losses]
+def _relative(worse: float, old: float) -> float:
+    if old:
+        return worse / abs(old)
+    return math.copysign(math.inf, worse) if worse else 0.0
+
+
+def _data_text(inputs: Sequence[str], rows: int | None) -> str:
+    rows_text = "? rows" if rows is None else f"{rows:,} rows"
+    if not inputs:
+        return rows_text
+    names = inputs[0] if len(inputs) == 1 else f"{len(inputs)} files ({inputs[0]}, ...)"
+    return f"{rows_text} of {names}"
+
+
+def check_baseline(tolerances: list[Tolerance], baseline: Baseline, report: Report
+                   ) -> tuple[list[CheckResult], list[str]]:
+    """Every computed loss against the baseline, each with its tolerance; and warnings.
+
+    The baseline must describe the same evaluation (the same label and
+    weight columns; every loss computed, with the same parameters, in it);
+    other data (rows, inputs) is allowed, named in each check's detail, and
+    warned about when the row count differs by more than 10%.
+    """
+    r = report.result
+    losses, width = r.losses, report.state.pred_width
+    baseline.require_same_evaluation(report.columns)
+    chosen = _tolerances(tolerances, losses, width, "--max-increase")
+    missing = [l.key for l in losses if l.canonical not in baseline.values]
+    if missing:
+        raise UsageError(f"{baseline.path}: the baseline has no {', '.join(missing)} "
+                         f"(it has: {', '.join(baseline.values) or 'nothing'}); every loss "
+                         f"computed is checked: make the baseline again with these -m, or drop "
+                         f"them")
+    then, now = _data_text(baseline.inputs, baseline.rows), _data_text(report.inputs, r.rows)
+    warnings = []
+    if baseline.rows and abs(r.rows - baseline.rows) > ROWS_WARNING * baseline.rows:
+        warnings.append(f"the baseline {baseline.path} was computed on {baseline.rows:,} rows, "
+                        f"this run on {r.rows:,} ({(r.rows - baseline.rows) / baseline.rows:+.0%}): "
+                        f"is it the same evaluation data?")
     out = []
-    for t in tolerances:
-        loss = find_loss(t.loss, losses, pred_width, "--max-increase: ")
-        if loss.canonical not in baseline:
-            raise UsageError(f"{path}: the baseline has no {loss.key} "
-                             f"(it has: {', '.join(baseline) or 'nothing'})")
-        old, new = baseline[loss.canonical], values[loss.key]
+    for loss in losses:
+        t = chosen[loss.key]
+        old, new = baseline.values[loss.canonical], r.values[loss.key]
         worse = _worse_by(old, new, loss.definition.higher_is_better)
-        change = worse / abs(old) if t.relative and old else (
-            math.copysign(math.inf, worse) if t.relative and worse else
-            0.0 if t.relative else worse)
+        change = _relative(worse, old) if t.relative else worse
         passed = not math.isnan(change) and change <= t.amount
         direction = "decrease" if loss.definition.higher_is_better else "increase"
-        limit = t.limit_text
-        shown = f"{change * 100:+.4g}%" if t.relative else f"{change:+.6g}"
-        out.append(CheckResult(f"{loss.key} {direction} <= {limit} vs baseline", "baseline",
-                               loss.key, change, t.amount, passed,
-                               f"baseline {old:.10g}, now {new:.10g} ({shown})"))
-    return out
+        o, n = _pair(old, new)
+        data = f"baseline {o}, now {n} (both on {now})" if then == now and \
+            baseline.inputs == report.inputs else f"baseline {o} on {then}, now {n} on {now}"
+        out.append(CheckResult(
+            f"{loss.key} {direction} <= {t.limit_text} vs baseline", "baseline", loss.key, change,
+            t.amount, passed,
+            f"{_change(change, t.relative)}: {data}; tolerance {t.limit_text} ({t.origin})", t))
+    return out, warnings
+
+
+# -- paired comparisons -----------------------------------------------------------------
+
+
+def _regression(t: Tolerance, d: dict[str, Any], higher_is_better: bool, strict: bool
+                ) -> tuple[float, str]:
+    """The value checked (a signed worse-by amount) of a paired difference, and its detail.
+
+    The interval's least bad end, or with ``strict`` the point value; a
+    metric that gets no interval (``ci_unsupported``) is judged on its point
+    value, and the detail says so.
+    """
+    sign = -1.0 if higher_is_better else 1.0
+    point = sign * (d["relative"] if t.relative else d["difference"])
+    if "ci_unsupported" in d:
+        return point, (f"{_change(point, t.relative)}; no interval ({d['ci_unsupported']}): "
+                       f"fails if the point value is past {t.limit_text} worse")
+    lo, hi = sorted(sign * v for v in d["relative_ci" if t.relative else "ci"])
+    how = "the point value" if strict else "the whole interval"
+    return (point if strict else lo), (
+        f"{_change(point, t.relative)} (interval: {_change(lo, t.relative)} .. "
+        f"{_change(hi, t.relative)}); fails if {how} is past {t.limit_text} worse")
 
 
 def check_regressions(tolerances: list[Tolerance], differences: dict[str, dict[str, Any]],
                       losses: list[Loss], pred_width: int, strict: bool) -> list[CheckResult]:
-    """Candidate versus baseline: fail when worse beyond the tolerance (with confidence)."""
+    """Candidate versus baseline: fail when worse beyond the tolerance (with confidence).
+
+    Every loss is checked, as against a baseline: with its own tolerance,
+    else the default (``*``), else none (no significant regression at all).
+    """
+    chosen = _tolerances(tolerances, losses, pred_width, "--max-regression")
     out = []
-    for t in tolerances:
-        loss = find_loss(t.loss, losses, pred_width, "--max-regression: ")
-        d = differences[loss.key]
-        sign = -1.0 if loss.definition.higher_is_better else 1.0
-        point = sign * (d["relative"] if t.relative else d["difference"])
-        lo, hi = d["relative_ci" if t.relative else "ci"]
-        bound = min(sign * lo, sign * hi)  # the least bad end of the interval
-        value = point if strict else bound
+    for loss in losses:
+        t = chosen[loss.key]
+        value, text = _regression(t, differences[loss.key], loss.definition.higher_is_better,
+                                  strict)
         passed = not math.isnan(value) and value <= t.amount
-        limit = t.limit_text
-        how = "point value" if strict else "whole interval"
-        fmt = (lambda v: f"{v * 100:+.4g}%") if t.relative else (lambda v: f"{v:+.6g}")
-        out.append(CheckResult(f"{loss.key} regression <= {limit}", "regression", loss.key, value,
-                               t.amount, passed,
-                               f"worse by {fmt(point)} (interval {fmt(sign * lo)} .. "
-                               f"{fmt(sign * hi)}); fails if the {how} is past {limit}"))
+        out.append(CheckResult(f"{loss.key} regression <= {t.limit_text}", "regression", loss.key,
+                               value, t.amount, passed, text, t))
+    return out
+
+
+def check_slice_regressions(tolerances: list[Tolerance], report: Report, pred_width: int,
+                            strict: bool, min_rows: int) -> list[CheckResult]:
+    """``--slice-max-regression``: every shown slice's paired difference within the tolerance."""
+    losses = report.result.losses
+    shown = [s for s in report.slice_differences or [] if s["rows"] >= min_rows]
+    chosen = _tolerances(tolerances, losses, pred_width, "--slice-max-regression")
+    out = []
+    for loss in losses:
+        t = chosen[loss.key]
+        entries = []
+        for s in shown:
+            value, text = _regression(t, s["losses"][loss.key], loss.definition.higher_is_better,
+                                      strict)
+            entries.append({"key": s["key"], "rows": s["rows"], "value": value,
+                            "fails": math.isnan(value) or value > t.amount, "text": text})
+        out.append(_slice_check(f"every slice: {loss.key} regression <= {t.limit_text}",
+                                "slice_regression", loss, t.amount, entries, True, t))
     return out

@@ -31,6 +31,8 @@ class Report:
     differences: dict[str, dict[str, Any]] | None = None
     # per slice (in the state's slice order), each loss's interval: --ci with --by
     slice_intervals: list[dict[str, tuple[float, float] | None]] | None = None
+    # per slice (in the state's slice order), each loss's paired difference: compare --by
+    slice_differences: list[dict[str, Any]] | None = None
 
     @property
     def state(self) -> EvalState:
@@ -64,13 +66,16 @@ def make_report(outcome: Outcome, confidence: float = 0.95) -> Report:
     state = outcome.states[-1]
     report = Report(outcome, state.result(), confidence=confidence)
     counts = intervals.poisson_counts(state.buckets, state.seed) if state.buckets else None
+    per_slice = intervals.poisson_counts(SLICE_BUCKETS, state.seed) if state.buckets else None
     if counts is not None:
         report.intervals = intervals.loss_intervals(state, counts, confidence)
         if state.slice_buckets is not None:
-            per_slice = intervals.poisson_counts(SLICE_BUCKETS, state.seed)
             report.slice_intervals = intervals.slice_intervals(state, per_slice, confidence)
     base = report.baseline_state
     if base is not None:
         report.baseline = base.result()
         report.differences = intervals.differences(base, state, counts, confidence)
+        if state.slice_keys is not None and per_slice is not None:
+            report.slice_differences = intervals.slice_differences(base, state, per_slice,
+                                                                   confidence)
     return report

@@ -10,12 +10,15 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from .tables import checks_headline, key_text, summary, tables
 
 if TYPE_CHECKING:  # importing the engine would load NumPy and pyarrow
+    from .baseline import Baseline
     from .gate import CheckResult
     from .model import Report
 
@@ -33,7 +36,7 @@ def _pair(ci: tuple[float, float] | None) -> list[float | None] | None:
 
 
 def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: int = 0,
-            sort: str | None = None) -> dict[str, Any]:
+            sort: str | None = None, baseline: Baseline | None = None) -> dict[str, Any]:
     """The JSON report: inputs, columns, counts, every loss value, and what else was asked for.
 
     ``min_slice_rows`` hides smaller slices (counted in ``slices_hidden``);
@@ -53,6 +56,7 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
         "lossctl": __version__,
         "command": "compare" if report.baseline is not None else "eval",
         "inputs": report.inputs,
+        "input_files": report.outcome.input_files,
         "columns": cols,
         "rows": r.rows,
         "rows_skipped": r.rows_skipped,
@@ -67,13 +71,7 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
                                  "kind": d.kind, "group": d.group,
                                  "higher_is_better": d.higher_is_better}
         if report.differences is not None:
-            d = report.differences[loss.key]
-            entry.update({"baseline": _num(d["baseline"]), "candidate": _num(d["candidate"]),
-                          "difference": _num(d["difference"]), "relative": _num(d["relative"]),
-                          "ci": _pair(d.get("ci")), "relative_ci": _pair(d.get("relative_ci")),
-                          "verdict": d.get("verdict")})
-            if "ci_unsupported" in d:
-                entry["ci_unsupported"] = d["ci_unsupported"]
+            entry.update(_compared(report.differences[loss.key]))
         else:
             entry["value"] = _num(r.values[loss.key])
             if report.intervals is not None:
@@ -85,9 +83,10 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
         doc["losses"][loss.key] = entry
     if state.buckets:
         doc["confidence"] = {"level": report.confidence, "method": METHOD,
-                             "buckets": state.buckets, "seed": state.seed}
+                             "buckets": state.buckets, "seed": state.seed,
+                             "ci_key": report.columns.ci_key}
     if state.slice_keys is not None:
-        _add_slices(doc, state, report.slice_intervals, min_slice_rows, sort)
+        _add_slices(doc, report, min_slice_rows, sort)
     if state.distributions.quantiles:
         _add_quantiles(doc, report)
     if state.top is not None:
@@ -98,6 +97,9 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
         doc["join"] = report.join.to_dict()
     if report.outcome.engine is not None:
         doc["engine"] = report.outcome.engine
+    if baseline is not None:
+        doc["baseline"] = {"path": baseline.path, "kind": baseline.kind,
+                           "inputs": baseline.inputs, "rows": baseline.rows}
     if checks:
         doc["checks"] = [ch.to_dict() for ch in checks]
         doc["passed"] = all(ch.passed for ch in checks)
@@ -129,53 +131,66 @@ def _add_quantiles(doc: dict, report: Report) -> None:
         doc["residuals"] = {"of": "prediction - label", "quantiles": per_model(None)}
 
 
-def by_key(s: dict) -> list:
-    """A slice's order by its key values (missing last, then by type, then by value)."""
-    return [(v is None, str(type(v)), v if v is not None else 0) for v in s["key"].values()]
+def _compared(d: dict[str, Any]) -> dict[str, Any]:
+    """A paired difference as the JSON report holds it."""
+    return {"baseline": _num(d["baseline"]), "candidate": _num(d["candidate"]),
+            "difference": _num(d["difference"]), "relative": _num(d["relative"]),
+            "ci": _pair(d.get("ci")), "relative_ci": _pair(d.get("relative_ci")),
+            "verdict": d.get("verdict"),
+            **({"ci_unsupported": d["ci_unsupported"]} if "ci_unsupported" in d else {})}
 
 
-def _add_slices(doc: dict, state: Any, cis: list | None, min_rows: int, sort: str | None) -> None:
-    slices = state.slice_results()
-    if cis is not None:
-        for s, ci in zip(slices, cis, strict=True):
+def natural_key(key: dict[str, Any]) -> list[tuple]:
+    """Slices in natural order: numbers by value, text with its digits as numbers (a2 < a10), null last."""
+    out = []
+    for v in key.values():
+        if v is None:
+            out.append((3, ()))
+        elif isinstance(v, (bool, int, float)):
+            out.append((0 if isinstance(v, bool) else 1, (v,)))
+        else:
+            text = str(v)
+            parts = tuple((0, int(t), "") if t.isdigit() else (1, 0, t)
+                          for t in re.split(r"(\d+)", text) if t)
+            out.append((2, (parts, text)))
+    return out
+
+
+def _add_slices(doc: dict, report: Report, min_rows: int, sort: str | None) -> None:
+    """Every slice shown (at least ``min_rows`` rows), worst first with ``sort``, else in natural order.
+
+    A comparison's slices hold each loss's paired difference; sorted, the
+    most regressed slice comes first.
+    """
+    state = report.state
+    compare = report.slice_differences is not None
+    slices = report.slice_differences if compare else state.slice_results()
+    if not compare and report.slice_intervals is not None:
+        for s, ci in zip(slices, report.slice_intervals, strict=True):
             s["ci"] = ci
     shown = [s for s in slices if s["rows"] >= min_rows]
     if sort is not None:
         loss = state.loss(sort)
-        sign = 1.0 if loss.definition.higher_is_better else -1.0
+        sign = -1.0 if loss.definition.higher_is_better else 1.0
 
-        def worst(s: dict) -> tuple:  # ties by key: the order never depends on the rows' order
-            v = s["values"][loss.key]
-            return (math.isnan(v), sign * v if not math.isnan(v) else 0.0, by_key(s))
+        def worst(s: dict) -> tuple:  # (NaN last) the worst value, or the worst change, first;
+            v = s["losses"][loss.key]["relative"] if compare else s["values"][loss.key]
+            # ties by key: the order never depends on the rows' order
+            return (math.isnan(v), -sign * v if not math.isnan(v) else 0.0, natural_key(s["key"]))
 
         shown.sort(key=worst)
     else:
-        shown.sort(key=by_key)
+        shown.sort(key=lambda s: natural_key(s["key"]))
     doc["slices"] = [{"key": s["key"], "rows": s["rows"], "weight_sum": _num(s["weight_sum"]),
-                      "losses": {k: _num(v) for k, v in s["values"].items()},
+                      "losses": {k: _compared(d) for k, d in s["losses"].items()} if compare
+                      else {k: _num(v) for k, v in s["values"].items()},
                       **({"ci": {k: _pair(v) for k, v in s["ci"].items()}} if "ci" in s else {})}
                      for s in shown]
     doc["slices_hidden"] = len(slices) - len(shown)
     doc["slices_sort"] = state.loss(sort).key if sort is not None else None
 
 
-def _display(v: float | None) -> str:
-    if v is None:
-        return "nan"
-    return f"{v:.10g}"
-
-
-def _ci_text(ci: list | None) -> str:
-    if ci is None:
-        return ""
-    return f"[{_display(ci[0])}, {_display(ci[1])}]"
-
-
-def _pct(v: float | None) -> str:
-    return "nan" if v is None else f"{v * 100:+.3g}%"
-
-
-def render(doc: dict, fmt: str, color: bool = False) -> str:
+def render(doc: dict, fmt: str, color: bool = False, width: int = 120) -> str:
     """Render a report dict (from :func:`to_dict`) in one of :data:`FORMATS`."""
     if fmt == "json":
         return json.dumps(doc, indent=2) + "\n"
@@ -187,74 +202,9 @@ def render(doc: dict, fmt: str, color: bool = False) -> str:
         return _csv(doc, "," if fmt == "csv" else "\t")
     if fmt == "markdown":
         return _markdown(doc)
-    return _table(doc, color)
+    from .terminal import render_table
 
-
-# -- the tables of a report, as header + rows of text (shared by every text format) --
-
-def _loss_table(doc: dict, group: str = "loss") -> tuple[list[str], list[list[str]]]:
-    """The losses (``group="loss"``) or the metrics of a report, one row each."""
-    ci = "confidence" in doc
-    level = f"{doc['confidence']['level'] * 100:g}% CI" if ci else ""
-    entries = {k: e for k, e in doc["losses"].items() if e.get("group", "loss") == group}
-    if doc["command"] == "compare":
-        header = [group, "baseline", "candidate", "difference", "relative"]
-        header += [f"{level} of difference", "verdict"]
-        rows = [[k, _display(e["baseline"]), _display(e["candidate"]), _display(e["difference"]),
-                 _pct(e["relative"]), "n/a" if "ci_unsupported" in e else _ci_text(e["ci"]),
-                 e["verdict"] or ""]
-                for k, e in entries.items()]
-        return header, rows
-    header = [group, "value"] + ([level] if ci else []) + ["rows", "weight sum"]
-    rows = [[k, _display(e["value"]) if e["value"] is not None or "undefined" not in e
-             else "undefined"] + ([_ci_text(e.get("ci")) if "ci_unsupported" not in e else "n/a"]
-                                  if ci else [])
-            + [str(doc["rows"]), _display(doc["weight_sum"])] for k, e in entries.items()]
-    return header, rows
-
-
-def _slice_table(doc: dict) -> tuple[list[str], list[list[str]]]:
-    by = doc["columns"]["by"]
-    losses = list(doc["losses"])
-    header = by + ["rows", "weight sum"] + losses
-    rows = [["(all)"] * len(by) + [str(doc["rows"]), _display(doc["weight_sum"])]
-            + [_display(doc["losses"][k]["value"]) for k in losses]]
-    for s in doc["slices"]:
-        rows.append([_key_text(s["key"][c]) for c in by] + [str(s["rows"]),
-                    _display(s["weight_sum"])] + [_display(s["losses"][k]) for k in losses])
-    return header, rows
-
-
-def _key_text(v: Any) -> str:
-    return "null" if v is None else str(v)
-
-
-def _top_table(doc: dict) -> tuple[list[str], list[list[str]]]:
-    rows = doc["top"]["rows"]
-    kept = [k for k in (rows[0] if rows else {}) if k not in ("file", "row", "value")]
-    header = ["rank", "file", "row", doc["top"]["loss"]] + kept
-    return header, [[str(i + 1), r["file"], str(r["row"]), _display(r["value"])]
-                    + [_key_text(r[k]) for k in kept] for i, r in enumerate(rows)]
-
-
-def _check_table(doc: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["check", "value", "limit", "result", "detail"]
-    return header, [[c["name"], _display(c["value"]), repr(c['limit']),
-                     "PASS" if c["passed"] else "FAIL", c["detail"]] for c in doc["checks"]]
-
-
-def _tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
-    groups = {e.get("group", "loss") for e in doc["losses"].values()}
-    out = [("losses", *_loss_table(doc))] if "loss" in groups else []
-    if "metric" in groups:
-        out.append(("metrics" if out else "losses", *_loss_table(doc, "metric")))
-    if "slices" in doc:
-        out.append(("slices", *_slice_table(doc)))
-    if "top" in doc:
-        out.append((f"top {len(doc['top']['rows'])} rows by {doc['top']['loss']}", *_top_table(doc)))
-    if "checks" in doc:
-        out.append(("checks", *_check_table(doc)))
-    return out
+    return render_table(doc, color, width)
 
 
 def _csv(doc: dict, delimiter: str) -> str:
@@ -268,6 +218,17 @@ def _csv(doc: dict, delimiter: str) -> str:
     def raw(v: float | None) -> str:
         return repr(v) if v is not None else "nan"
 
+    if "slices" in doc and doc["command"] == "compare":  # one row per slice and loss
+        by = doc["columns"]["by"]
+        w.writerow(by + ["loss", "rows", "weight_sum", "baseline", "candidate", "difference",
+                         "relative", "ci_low", "ci_high", "verdict"])
+        for s in [{"key": dict.fromkeys(by, ""), "rows": doc["rows"],
+                   "weight_sum": doc["weight_sum"], "losses": doc["losses"]}, *doc["slices"]]:
+            for k, e in s["losses"].items():
+                w.writerow([key_text(s["key"][c]) for c in by] + [k, s["rows"], raw(s["weight_sum"])]
+                           + [raw(e[f]) for f in ("baseline", "candidate", "difference", "relative")]
+                           + [raw(v) for v in (e["ci"] or [None, None])] + [e["verdict"]])
+        return buf.getvalue()
     if "slices" in doc:
         by = doc["columns"]["by"]
         losses = list(doc["losses"])
@@ -275,7 +236,7 @@ def _csv(doc: dict, delimiter: str) -> str:
         w.writerow([""] * len(by) + [doc["rows"], raw(doc["weight_sum"])]
                    + [raw(doc["losses"][k]["value"]) for k in losses])
         for s in doc["slices"]:
-            w.writerow([_key_text(s["key"][c]) for c in by] + [s["rows"], raw(s["weight_sum"])]
+            w.writerow([key_text(s["key"][c]) for c in by] + [s["rows"], raw(s["weight_sum"])]
                        + [raw(s["losses"][k]) for k in losses])
         return buf.getvalue()
     compare = doc["command"] == "compare"
@@ -325,11 +286,8 @@ def _markdown(doc: dict) -> str:
     """GitHub-flavoured Markdown: reads well appended to a CI job summary."""
     lines: list[str] = []
     if "checks" in doc:
-        failed = sum(not c["passed"] for c in doc["checks"])
-        lines.append(f"**lossctl: {failed} of {len(doc['checks'])} checks failed**" if failed
-                     else f"**lossctl: all {len(doc['checks'])} checks passed**")
-        lines.append("")
-    for title, header, rows in _tables(doc):
+        lines += [f"**lossctl: {checks_headline(doc)}**", ""]
+    for title, header, rows in tables(doc):
         if title != "losses":
             lines += [f"**{title}**", ""]
         if title == "checks":
@@ -344,7 +302,7 @@ def _markdown(doc: dict) -> str:
         lines.append("")
         if title == "slices":
             lines += _mermaid_slices(doc)
-    lines.append(_summary(doc))
+    lines.append(summary(doc))
     return "\n".join(lines) + "\n"
 
 
@@ -371,62 +329,10 @@ def _mermaid_slices(doc: dict) -> list[str]:
 
         return format(Decimal(f"{v:.6g}"), "f")
 
-    labels = ", ".join(text(", ".join(_key_text(v) for v in s["key"].values())) for s in shown)
+    labels = ", ".join(text(", ".join(key_text(v) for v in s["key"].values())) for s in shown)
     values = ", ".join(number(s["losses"][key]) for s in shown)
     return ["```mermaid", "xychart-beta", f"    title {text(title)}", f"    x-axis [{labels}]",
             f"    y-axis {text(key)}", f"    bar [{values}]", "```", ""]
-
-
-def _summary(doc: dict) -> str:
-    cols = doc["columns"]
-    parts = [f"inputs: {', '.join(doc['inputs'])}", f"label: {', '.join(cols['label'])}"]
-    if doc["command"] == "compare":
-        parts += [f"baseline: {', '.join(cols['baseline'])}",
-                  f"candidate: {', '.join(cols['candidate'])}", f"rows: {doc['rows']}"]
-    else:
-        parts.append(f"prediction: {', '.join(cols['prediction'])}")
-    if cols["weight"]:
-        parts.append(f"weight: {cols['weight']}")
-    if doc["rows_skipped"]:
-        parts.append(f"rows skipped: {doc['rows_skipped']}")
-    if "confidence" in doc:
-        c = doc["confidence"]
-        parts.append(f"intervals: {c['level'] * 100:g}% {c['method']}, {c['buckets']} buckets, "
-                     f"seed {c['seed']}")
-    no_ci = [k for k, e in doc["losses"].items() if "ci_unsupported" in e]
-    if no_ci:
-        parts.append(f"no interval for {', '.join(no_ci)} (see ci_unsupported in -f json)")
-    if doc.get("slices_hidden"):
-        parts.append(f"{doc['slices_hidden']} slices with fewer rows hidden")
-    if "join" in doc:
-        j = doc["join"]
-        parts.append(f"joined {j['file']} by {j['key'] or 'row'}: {j['unmatched_main']} rows without "
-                     f"a match, {j['unmatched_other']} unmatched in the joined file, "
-                     f"{j['duplicate_keys']} duplicate keys")
-    if doc["losses_chosen"] == "auto":
-        parts.append("losses chosen by lossctl from the columns (name them with -m)")
-    return "; ".join(parts)
-
-
-def _table(doc: dict, color: bool) -> str:
-    from rich.console import Console
-    from rich.table import Table
-
-    buf = io.StringIO()
-    console = Console(file=buf, force_terminal=color, no_color=not color, width=120,
-                      highlight=False)
-    for title, header, rows in _tables(doc):
-        table = Table(title=None if title == "losses" else title, title_justify="left")
-        for i, h in enumerate(header):
-            table.add_column(h, style="bold cyan" if i == 0 else None,
-                             justify="left" if i == 0 or h in ("file", "detail", "verdict") else "right")
-        for r in rows:
-            if title == "checks":
-                r = r[:3] + [("[green]PASS[/]" if r[3] == "PASS" else "[bold red]FAIL[/]")] + r[4:]
-            table.add_row(*r)
-        console.print(table)
-    console.print(_summary(doc), style="dim", soft_wrap=True)
-    return buf.getvalue()
 
 
 def failed_checks_text(doc: dict) -> str:
@@ -449,8 +355,7 @@ def junit_xml(doc: dict) -> str:
         case = ET.SubElement(suite, "testcase", classname=f"lossctl.{c['kind']}", name=c["name"])
         if not c["passed"]:
             fail = ET.SubElement(case, "failure", message=c["detail"], type="CheckFailed")
-            fail.text = f"{c['name']}: {c['detail']} (value {_display(c['value'])}, " \
-                        f"limit {c['limit']!r})"
+            fail.text = f"{c['name']}: {c['detail']} (value {c['value']!r}, limit {c['limit']!r})"
         else:
             ET.SubElement(case, "system-out").text = c["detail"]
     root = ET.Element("testsuites", name="lossctl", tests=suite.get("tests", "0"),
