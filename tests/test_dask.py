@@ -140,7 +140,9 @@ def test_compare_and_label_joins(dump: dict, dask_cluster: Any, tmp_path: Path) 
     labels = labels[labels["id"] % 7 != 0]
     dup = labels.iloc[:40].assign(label=0.0)
     path = shards.write(pd.concat([labels, dup]), tmp_path / "labels_dup.parquet")
-    preds = list(dump["parquet"]) + [parts[0]]  # the first shard twice: its keys match again
+    again = tmp_path / "again.parquet"  # the first shard's rows once more, under another name
+    again.write_bytes(Path(parts[0]).read_bytes())  # (the same file twice is refused)
+    preds = list(dump["parquet"]) + [again]  # its keys match again
     doc = same([*preds, "--labels", path, "--key", "id", "-l", "label", "-p", "p", "-m", "mse",
                 "--missing", "skip"], dask_cluster)
     j = doc["join"]
@@ -223,6 +225,8 @@ def test_s3_dump_on_dask_is_the_local_report(dump: dict, dask_cluster: Any, s3: 
     for doc in (a, b):
         doc.pop("engine")
         doc["inputs"] = [Path(p).name for p in doc["inputs"]]
+        doc["input_files"] = [{k: f[k] for k in ("size", "digest", "rows", "role")}
+                              for f in doc["input_files"]]  # (the same bytes, named elsewhere)
         for row in doc["top"]["rows"]:
             row["file"] = Path(row["file"]).name
     assert json.dumps(a) == json.dumps(b)
@@ -293,3 +297,14 @@ def test_usage_errors(dump: dict, dask_cluster: Any) -> None:
     assert r.code == 2 and "cannot reach the Dask scheduler" in r.err and "Traceback" not in r.err
     r = lossctl(["rows", dump["parquet"][0], *EVAL[:4], "-o", "-"], dask_cluster)
     assert r.code == 2 and "directory of parts" in r.err
+
+
+def test_issue_12_features_are_the_local_report(dump: dict, dask_cluster: Any) -> None:
+    """CSV text typed over every unit, --ci-key buckets, fingerprints with each file's rows."""
+    args = [dump["dir"] / "csv", "-l", "y", "-p", "p", "-m", "mse,mae", "--by", "dev", "--top", "3",
+            "mse", "--keep", "id,dev,seg", "--ci", "--ci-key", "id", "--slice-fail-if", "mse > 1e9"]
+    doc = same(args, dask_cluster, "2KiB")  # CSV files cut into byte ranges
+    assert [s["key"]["dev"] for s in doc["slices"]] == [0, 1, 2]
+    assert all(isinstance(r["id"], int) and isinstance(r["dev"], int) for r in doc["top"]["rows"])
+    assert doc["confidence"]["ci_key"] == "id"
+    assert [f["rows"] for f in doc["input_files"]] == [400, 1, 250, 0, 333, 520]

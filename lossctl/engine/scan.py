@@ -61,7 +61,7 @@ class Scan:
         self.slice_keys: SliceKeys | None = None
         self.rows = 0  # rows read, all units
         self.bind_only = False
-        self.first_input = ""  # the file the columns were first resolved in
+        self.first_input = ""  # the file the columns were resolved in (none: given by the plan)
         self.kept_kinds: Tracker | None = None  # kinds of CSV's text --keep columns (--top)
 
     # -- reading --------------------------------------------------------------
@@ -74,19 +74,18 @@ class Scan:
         try:
             cols = resolve_columns(reader, self.req)
         except UsageError as e:
-            if not self.first_input or self.first_input == source.name:
+            if self.columns is None or source.name == self.first_input:
                 raise
-            raise UsageError(f"{source.name}: {e}") from None  # which of the inputs
+            raise UsageError(f"{source.name}: {e}") from None  # an input after the first: which
         if self.columns is None:
             self.columns = cols
             self._join_columns(cols)
+            self.first_input = source.name
         elif not cols.same_as(self.columns):
-            first = f"{self.first_input}'s" if self.first_input else "the first input's"
-            raise UsageError(f"{source.name}: columns {cols.needed} differ from {first} "
-                             f"{self.columns.needed}")
+            raise UsageError(f"{source.name}: columns {cols.needed} differ from the first "
+                             f"input's {self.columns.needed}")
         else:
             cols = self.columns  # same names; keeps the widths learnt from the first chunk
-        self.first_input = self.first_input or source.name
         if self.req.top and cols.keep and source.format == "csv" and self.kept_kinds is None:
             self.kept_kinds = Tracker(cols.keep)
         start = self.rows
