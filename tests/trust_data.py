@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import conftest
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from cli_run import run
 
@@ -55,11 +55,9 @@ def frame(seed: int = 12, n: int = N) -> pd.DataFrame:
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
-    df.to_csv(path, index=False, lineterminator="\n")
-    back = pacsv.read_csv(path)
-    for c in df.columns:
-        if df[c].dtype == np.float64:
-            assert np.array_equal(back.column(c).to_numpy(), df[c].to_numpy()), c
+    """CSV whose floats parse back to the very same bits (checked with pyarrow)."""
+    conftest.write_csv(df, path)
+    conftest.check_roundtrip(path, df, [c for c in df.columns if df[c].dtype == np.float64])
 
 
 def make(d: Path, df: pd.DataFrame | None = None) -> Data:
