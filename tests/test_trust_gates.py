@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from cli_run import run
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
@@ -490,3 +491,22 @@ def test_a_shared_labels_file_is_not_an_overlap(data: Data, tmp_path: Path) -> N
     merged = report(["merge", *states])
     assert merged["rows"] == 3000
     assert [f["role"] for f in merged["input_files"]] == ["main", "label", "main", "label"]
+
+
+def test_a_metric_without_interval_is_gated_on_its_point_value(tmp_path: Path) -> None:
+    """roc_auc keeps no buckets: its regression check judges the point value, and says so."""
+    rng = np.random.default_rng(8)
+    n = 2000
+    z = (rng.uniform(size=n) < 0.4).astype(float)
+    good = np.clip(0.5 * z + rng.uniform(0, 0.5, n), 0, 1)
+    bad = np.clip(0.2 * z + rng.uniform(0, 0.8, n), 0, 1)
+    f = tmp_path / "scores.csv"
+    pd.DataFrame({"z": z, "good": good, "bad": bad}).to_csv(f, index=False)
+    args = ["compare", f, "-l", "z", "--baseline-pred", "good", "-p", "bad", "-m", "bce,roc_auc",
+            "--max-regression", "1%"]
+    doc = report(args, 1)
+    auc = next(c for c in doc["checks"] if c["loss"] == "roc_auc")
+    assert auc["passed"] is False and "no interval" in auc["detail"] and "point value" in auc["detail"]
+    assert auc["value"] == pytest.approx(-doc["losses"]["roc_auc"]["relative"], rel=1e-12)
+    assert doc["losses"]["roc_auc"]["verdict"] is None and "ci_unsupported" in doc["losses"]["roc_auc"]
+    report([*args[:-1], "90%"])  # within a wide tolerance: passes
