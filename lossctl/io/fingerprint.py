@@ -23,10 +23,11 @@ def _edges(data: bytes) -> bytes:
 
 
 def fingerprint(source: Source) -> dict[str, object]:
-    """``{name, path, size, digest}`` of one input (stdin: of the bytes it gave)."""
-    if source._stdin_bytes is not None:
-        data = source._stdin_bytes
-        size, edges, path = len(data), _edges(data), "-"
+    """``{name, path, size, digest}`` of one input (stdin or a pipe: of the bytes it gave)."""
+    if source.data is not None:  # stdin or a pipe: the bytes it gave, read once
+        data = source.data
+        size, edges = len(data), _edges(data)
+        path = "-" if source.path == "-" else os.path.realpath(source.path)
     elif fs.is_uri(source.path):  # ranged reads: two requests, whatever the object's size
         path = fs.display(source.path)
         with fs.open_input(source.path) as f:
