@@ -599,7 +599,7 @@ def test_json_schema(reg: DataSet, mode: str) -> None:
     assert list(doc["losses"]) == REG_LOSSES
     for key, entry in doc["losses"].items():
         assert set(entry) == {"value", "name", "params", "task", "kind", "group",
-                              "higher_is_better"}, key
+                              "higher_is_better", "direction"}, key
         assert entry["name"] == key.split(":")[0]
         assert isinstance(entry["params"], dict)
         v = entry["value"]

@@ -182,7 +182,8 @@ def test_compare_slices_are_drawn_when_the_report_has_them() -> None:
             "relative": -0.25, "ci": [-0.8, -0.2], "relative_ci": [-0.4, -0.1], "verdict": "better"}
 
     def per_slice(rel: float, verdict: str) -> dict:
-        return {**loss, "relative": rel, "relative_ci": [rel - 0.1, rel + 0.1], "verdict": verdict}
+        return {**loss, "relative": rel, "relative_ci": [rel - 0.1, rel + 0.1], "verdict": verdict,
+                "relative_worse": rel}
 
     doc = {"lossctl": "0", "command": "compare", "inputs": ["a.csv"], "rows": 10, "rows_skipped": 0,
            "weight_sum": 10.0, "losses_chosen": "user", "losses": {"mse": loss},

@@ -272,7 +272,9 @@ def test_percentile_interval() -> None:
     ((math.nan, math.nan), False, "no significant change"),
 ])
 def test_verdict(ci: tuple[float, float], higher_is_better: bool, want: str) -> None:
-    assert intervals.verdict(ci, higher_is_better) == want
+    """The verdict reads how much worse the candidate is: c - b, or b - c when higher is better."""
+    worse_ci = tuple(sorted(-v for v in ci)) if higher_is_better else ci
+    assert intervals.verdict(worse_ci) == want
 
 
 def test_c_bucket_ids_equal_the_numpy_formula(monkeypatch):

@@ -353,7 +353,8 @@ def test_compare_by_gives_every_slice_its_paired_difference(data: Data) -> None:
         assert e["difference"] == e["candidate"] - e["baseline"]
         assert e["relative"] == e["difference"] / abs(e["baseline"])
         assert set(e) == {"baseline", "candidate", "difference", "relative", "ci", "relative_ci",
-                          "verdict"}
+                          "worse_by", "relative_worse", "worse_ci", "verdict"}
+        assert e["worse_by"] == e["difference"]  # mse: lower is better
         if s["key"]["seg"] == 7:
             assert e["verdict"] == "worse" and e["ci"][0] > 0
         else:
@@ -510,3 +511,35 @@ def test_a_metric_without_interval_is_gated_on_its_point_value(tmp_path: Path) -
     assert auc["value"] == pytest.approx(-doc["losses"]["roc_auc"]["relative"], rel=1e-12)
     assert doc["losses"]["roc_auc"]["verdict"] is None and "ci_unsupported" in doc["losses"]["roc_auc"]
     report([*args[:-1], "90%"])  # within a wide tolerance: passes
+
+
+# --------------------------------------------------------------------------
+# mean_bias: best at zero, whatever the sign
+# --------------------------------------------------------------------------
+
+
+def test_mean_bias_gates_on_its_size_not_its_sign(tmp_path: Path) -> None:
+    """A bias that moves from +0.1 to -0.3 got worse; from -0.3 to +0.1 better."""
+    y = np.linspace(0.0, 10.0, 400)
+    paths = {}
+    for name, shift in (("small", 0.1), ("large", -0.3)):
+        paths[name] = tmp_path / f"{name}.csv"
+        pd.DataFrame({"y": y, "p": y + shift}).to_csv(paths[name], index=False)
+    args = ["-l", "y", "-p", "p", "-m", "mean_bias", "-f", "json"]
+    base = tmp_path / "base.json"
+    base.write_text(run("runner", ["eval", paths["small"], *args]).out)
+    worse = run("runner", ["eval", paths["large"], *args, "--baseline", base])
+    assert worse.code == 1, worse.err
+    check = json.loads(worse.out)["checks"][0]
+    assert check["value"] == pytest.approx(0.2) and "away from 0" in check["name"]
+    back = tmp_path / "back.json"
+    back.write_text(run("runner", ["eval", paths["large"], *args]).out)
+    assert run("runner", ["eval", paths["small"], *args, "--baseline", back]).code == 0
+    # compare: the paired verdict reads |candidate| - |baseline|
+    both = tmp_path / "both.csv"
+    pd.DataFrame({"y": y, "old": y + 0.1, "new": y - 0.3}).to_csv(both, index=False)
+    doc = json.loads(run("runner", ["compare", both, "-l", "y", "--baseline-pred", "old", "-p",
+                                    "new", "-m", "mean_bias", "-f", "json"]).out)
+    e = doc["losses"]["mean_bias"]
+    assert e["difference"] == pytest.approx(-0.4) and e["worse_by"] == pytest.approx(0.2)
+    assert e["verdict"] == "worse"

@@ -309,6 +309,21 @@ class LossDef:
         """Whether the value is a mean of per-row values (``rows`` and ``--top`` can show them)."""
         return self.kind == MEAN
 
+    @property
+    def direction(self) -> str:
+        """``higher`` or ``lower`` is better, or ``zero`` (the size of a signed value matters)."""
+        return "zero" if self.best_at_zero else "higher" if self.higher_is_better else "lower"
+
+    def worse(self, old: Number, new: Number) -> Number:
+        """How much worse ``new`` is than ``old`` (> 0 worse, < 0 better; arrays elementwise)."""
+        if self.best_at_zero:
+            return abs(new) - abs(old)
+        return old - new if self.higher_is_better else new - old
+
+    def badness(self, value: Number) -> Number:
+        """A value ordered from best to worst (the worst slice first is the largest)."""
+        return abs(value) if self.best_at_zero else -value if self.higher_is_better else value
+
     def sum_terms(self) -> tuple[Term, ...]:
         """The sum terms of this definition (a mean: its per-row value)."""
         if self.kind == MEAN:

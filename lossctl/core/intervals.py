@@ -186,7 +186,7 @@ def differences(base: Any, cand: Any, counts: np.ndarray | None, confidence: flo
     reps_c = cand.replicates(counts) if counts is not None else {}
     return {loss.key: _difference(b.values[loss.key], c.values[loss.key], reps_b.get(loss.key),
                                   reps_c.get(loss.key), counts is not None, confidence,
-                                  loss.definition.higher_is_better, cand.interval_note(loss))
+                                  loss.definition, cand.interval_note(loss))
             for loss in cand.losses}
 
 
@@ -210,39 +210,51 @@ def slice_differences(base: Any, cand: Any, counts: np.ndarray, confidence: floa
                     "losses": {loss.key: _difference(sb["values"][loss.key],
                                                      sc["values"][loss.key], rb.get(loss.key),
                                                      rc.get(loss.key), True, confidence,
-                                                     loss.definition.higher_is_better,
+                                                     loss.definition,
                                                      cand.interval_note(loss) or dropped)
                                for loss in cand.losses}})
     return out
 
 
+def _relative(amount: Any, b: Any) -> Any:
+    if isinstance(amount, np.ndarray):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return amount / np.abs(b)
+    return amount / abs(b) if b else math.copysign(math.inf, amount) if amount else 0.0
+
+
 def _difference(b: float, c: float, rep_b: np.ndarray | None, rep_c: np.ndarray | None,
-                with_ci: bool, confidence: float, higher_is_better: bool,
+                with_ci: bool, confidence: float, definition: Any,
                 note: str | None = None) -> dict[str, Any]:
-    """One paired difference; without replicates, no interval and no verdict (``note``: why)."""
-    diff = c - b
-    rel = diff / abs(b) if b else math.copysign(math.inf, diff) if diff else 0.0
-    entry: dict[str, Any] = {"baseline": b, "candidate": c, "difference": diff, "relative": rel,
-                             "higher_is_better": higher_is_better}
+    """One paired difference; without replicates, no interval and no verdict (``note``: why).
+
+    ``difference`` is ``candidate - baseline``; ``worse_by`` says how much
+    worse the candidate is in the definition's direction (for mean_bias:
+    ``|c| - |b|``), with its interval ``worse_ci``: the verdict and the
+    regression checks read those.
+    """
+    diff, worse = c - b, definition.worse(b, c)
+    entry: dict[str, Any] = {"baseline": b, "candidate": c, "difference": diff,
+                             "relative": _relative(diff, b), "worse_by": worse,
+                             "relative_worse": _relative(worse, b),
+                             "higher_is_better": definition.higher_is_better}
     if with_ci and (rep_b is None or rep_c is None):  # no interval: no verdict
-        entry.update(ci=(math.nan, math.nan), relative_ci=(math.nan, math.nan), verdict=None,
+        nan = (math.nan, math.nan)
+        entry.update(ci=nan, relative_ci=nan, worse_ci=nan, relative_worse_ci=nan, verdict=None,
                      ci_unsupported=note or "no interval")
     elif with_ci:
+        worse_reps = definition.worse(rep_b, rep_c)
         entry["ci"] = percentile_interval(rep_c - rep_b, confidence)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            entry["relative_ci"] = percentile_interval((rep_c - rep_b) / np.abs(rep_b),
-                                                       confidence)
-        entry["verdict"] = verdict(entry["ci"], higher_is_better)
+        entry["relative_ci"] = percentile_interval(_relative(rep_c - rep_b, rep_b), confidence)
+        entry["worse_ci"] = percentile_interval(worse_reps, confidence)
+        entry["relative_worse_ci"] = percentile_interval(_relative(worse_reps, rep_b), confidence)
+        entry["verdict"] = verdict(entry["worse_ci"])
     return entry
 
 
-def verdict(ci: tuple[float, float], higher_is_better: bool) -> str:
-    """``worse``, ``better`` or ``no significant change`` from the interval of candidate - baseline."""
-    lo, hi = ci
-    if math.isnan(lo):
+def verdict(worse_ci: tuple[float, float]) -> str:
+    """``worse``, ``better`` or ``no significant change`` from the interval of how much worse."""
+    lo, hi = worse_ci
+    if math.isnan(lo) or not (lo > 0 or hi < 0):
         return "no significant change"
-    up = lo > 0
-    down = hi < 0
-    if not (up or down):
-        return "no significant change"
-    return "worse" if up != higher_is_better else "better"
+    return "worse" if lo > 0 else "better"

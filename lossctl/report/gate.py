@@ -439,10 +439,6 @@ def _change(worse: float, relative: bool) -> str:
     return f"{amount} {'worse' if worse > 0 else 'better'}"
 
 
-def _worse_by(old: float, new: float, higher_is_better: bool) -> float:
-    return (old - new) if higher_is_better else (new - old)
-
-
 def _relative(worse: float, old: float) -> float:
     if old:
         return worse / abs(old)
@@ -486,10 +482,11 @@ def check_baseline(tolerances: list[Tolerance], baseline: Baseline, report: Repo
     for loss in losses:
         t = chosen[loss.key]
         old, new = baseline.values[loss.canonical], r.values[loss.key]
-        worse = _worse_by(old, new, loss.definition.higher_is_better)
+        worse = loss.definition.worse(old, new)
         change = _relative(worse, old) if t.relative else worse
         passed = not math.isnan(change) and change <= t.amount
-        direction = "decrease" if loss.definition.higher_is_better else "increase"
+        direction = {"higher": "decrease", "lower": "increase",
+                     "zero": "move away from 0"}[loss.definition.direction]
         o, n = _pair(old, new)
         data = f"baseline {o}, now {n} (both on {now})" if then == now and \
             baseline.inputs == report.inputs else f"baseline {o} on {then}, now {n} on {now}"
@@ -503,20 +500,18 @@ def check_baseline(tolerances: list[Tolerance], baseline: Baseline, report: Repo
 # -- paired comparisons -----------------------------------------------------------------
 
 
-def _regression(t: Tolerance, d: dict[str, Any], higher_is_better: bool, strict: bool
-                ) -> tuple[float, str]:
+def _regression(t: Tolerance, d: dict[str, Any], strict: bool) -> tuple[float, str]:
     """The value checked (a signed worse-by amount) of a paired difference, and its detail.
 
     The interval's least bad end, or with ``strict`` the point value; a
     metric that gets no interval (``ci_unsupported``) is judged on its point
     value, and the detail says so.
     """
-    sign = -1.0 if higher_is_better else 1.0
-    point = sign * (d["relative"] if t.relative else d["difference"])
+    point = d["relative_worse"] if t.relative else d["worse_by"]
     if "ci_unsupported" in d:
         return point, (f"{_change(point, t.relative)}; no interval ({d['ci_unsupported']}): "
                        f"fails if the point value is past {t.limit_text} worse")
-    lo, hi = sorted(sign * v for v in d["relative_ci" if t.relative else "ci"])
+    lo, hi = d["relative_worse_ci" if t.relative else "worse_ci"]
     how = "the point value" if strict else "the whole interval"
     return (point if strict else lo), (
         f"{_change(point, t.relative)} (interval: {_change(lo, t.relative)} .. "
@@ -534,8 +529,7 @@ def check_regressions(tolerances: list[Tolerance], differences: dict[str, dict[s
     out = []
     for loss in losses:
         t = chosen[loss.key]
-        value, text = _regression(t, differences[loss.key], loss.definition.higher_is_better,
-                                  strict)
+        value, text = _regression(t, differences[loss.key], strict)
         passed = not math.isnan(value) and value <= t.amount
         out.append(CheckResult(f"{loss.key} regression <= {t.limit_text}", "regression", loss.key,
                                value, t.amount, passed, text, t))
@@ -553,8 +547,7 @@ def check_slice_regressions(tolerances: list[Tolerance], report: Report, pred_wi
         t = chosen[loss.key]
         entries = []
         for s in shown:
-            value, text = _regression(t, s["losses"][loss.key], loss.definition.higher_is_better,
-                                      strict)
+            value, text = _regression(t, s["losses"][loss.key], strict)
             entries.append({"key": s["key"], "rows": s["rows"], "value": value,
                             "fails": math.isnan(value) or value > t.amount, "text": text})
         out.append(_slice_check(f"every slice: {loss.key} regression <= {t.limit_text}",

@@ -332,13 +332,18 @@ def _checks(doc: dict) -> str:
 # -- slices --------------------------------------------------------------------
 
 
-def _worst_first(slices: list[dict], higher_is_better: bool, value: Any) -> list[dict]:
+def _badness(entry: dict, v: float) -> float:
+    """A value ordered from best to worst by its loss's direction (the JSON's ``direction``)."""
+    direction = entry.get("direction") or ("higher" if entry.get("higher_is_better") else "lower")
+    return abs(v) if direction == "zero" else -v if direction == "higher" else v
+
+
+def _worst_first(slices: list[dict], entry: dict, value: Any) -> list[dict]:
     """``slices`` ordered by ``value(slice)``, the worst first, those without a value last."""
-    sign = -1.0 if higher_is_better else 1.0
 
     def order(s: dict) -> tuple:
         v = value(s)
-        return (v is None, -sign * v if v is not None else 0.0)
+        return (v is None, -_badness(entry, v) if v is not None else 0.0)
 
     return sorted(slices, key=order)
 
@@ -358,7 +363,7 @@ def _slices(doc: dict) -> str:
     for k, e in doc["losses"].items():
         if charts >= MAX_SLICE_CHARTS or e.get("value") is None:
             continue
-        ordered = _worst_first(slices, e.get("higher_is_better", False),
+        ordered = _worst_first(slices, e,
                                lambda s, k=k: s["losses"].get(k))
         valued = [s for s in ordered if s["losses"].get(k) is not None]
         shown = valued[:MAX_SLICE_BARS]
@@ -409,8 +414,7 @@ def _compare_slices(doc: dict) -> str:
         if not entries:
             continue
         # the worst first: the largest relative change for the worse (a rise of a loss)
-        sign = -1.0 if e.get("higher_is_better") else 1.0
-        entries = sorted(entries, key=lambda sv: -sign * sv[1]["relative"])[:MAX_SLICE_BARS]
+        entries = sorted(entries, key=lambda sv: -(sv[1]["relative_worse"] or 0.0))[:MAX_SLICE_BARS]
         f = plots.Forest([_key_text(s["key"]) for s, _ in entries], [v["relative"] for _, v in entries],
                          [tuple(v["relative_ci"]) if v.get("relative_ci") else None for _, v in entries],
                          [v.get("verdict") for _, v in entries],

@@ -69,7 +69,8 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
         d = loss.definition
         entry: dict[str, Any] = {"name": loss.name, "params": loss.params, "task": d.task,
                                  "kind": d.kind, "group": d.group,
-                                 "higher_is_better": d.higher_is_better}
+                                 "higher_is_better": d.higher_is_better,
+                                 "direction": d.direction}
         if report.differences is not None:
             entry.update(_compared(report.differences[loss.key]))
         else:
@@ -136,7 +137,8 @@ def _compared(d: dict[str, Any]) -> dict[str, Any]:
     return {"baseline": _num(d["baseline"]), "candidate": _num(d["candidate"]),
             "difference": _num(d["difference"]), "relative": _num(d["relative"]),
             "ci": _pair(d.get("ci")), "relative_ci": _pair(d.get("relative_ci")),
-            "verdict": d.get("verdict"),
+            "worse_by": _num(d["worse_by"]), "relative_worse": _num(d["relative_worse"]),
+            "worse_ci": _pair(d.get("worse_ci")), "verdict": d.get("verdict"),
             **({"ci_unsupported": d["ci_unsupported"]} if "ci_unsupported" in d else {})}
 
 
@@ -171,12 +173,12 @@ def _add_slices(doc: dict, report: Report, min_rows: int, sort: str | None) -> N
     shown = [s for s in slices if s["rows"] >= min_rows]
     if sort is not None:
         loss = state.loss(sort)
-        sign = -1.0 if loss.definition.higher_is_better else 1.0
 
         def worst(s: dict) -> tuple:  # (NaN last) the worst value, or the worst change, first;
-            v = s["losses"][loss.key]["relative"] if compare else s["values"][loss.key]
+            v = s["losses"][loss.key]["relative_worse"] if compare else \
+                loss.definition.badness(s["values"][loss.key])
             # ties by key: the order never depends on the rows' order
-            return (math.isnan(v), -sign * v if not math.isnan(v) else 0.0, natural_key(s["key"]))
+            return (math.isnan(v), -v if not math.isnan(v) else 0.0, natural_key(s["key"]))
 
         shown.sort(key=worst)
     else:
