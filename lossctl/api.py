@@ -24,7 +24,7 @@ from .errors import InvalidInput, UsageError
 if TYPE_CHECKING:
     from .engine.chunks import Sink
     from .engine.plan import Progress, Request
-    from .io.sinks import RowParts
+    from .io.sinks import RowParts, Target
     from .report.model import Report
 
 
@@ -160,8 +160,12 @@ def merge_states(paths: list[str], confidence: float = 0.95) -> Report:
     return make_report(load_states(paths), confidence)
 
 
-def save_state(report: Report, path: str) -> None:
-    """Save a report's exact state (for ``lossctl merge``)."""
+def save_state(report: Report, path: str | Target) -> None:
+    """Save a report's exact state (for ``lossctl merge``), all or nothing.
+
+    An existing file is never replaced unless ``path`` is a target claimed with
+    ``force`` (see :class:`lossctl.io.sinks.Outputs`).
+    """
     from .engine.saved import save_state as save
 
     save(path, report.outcome)

@@ -235,6 +235,9 @@ check_options = _options(
                       "max_regression, slice_max_regression, baseline)."),
     click.option("--junit", metavar="FILE", shell_complete=FILES,
                  help="Write the checks as JUnit XML to FILE."),
+    click.option("--force", is_flag=True,
+                 help="Replace existing output files (--junit, --emit-state, --html); never an "
+                      "input."),
 )
 
 interval_options = _options(
@@ -333,6 +336,19 @@ def _checks(o: dict[str, Any], baseline: str | None = None, max_increase: tuple 
     return given
 
 
+def _outputs(inputs: list[str | None], checks: Any, force: bool, **paths: str | None
+             ) -> dict[str, Any]:
+    """Check every output of a command against its inputs before anything is read.
+
+    Returns a target per output asked for (keyed like ``paths``), for the sinks to write.
+    """
+    from .io.sinks import Outputs
+
+    outs = Outputs([*inputs, *(checks.inputs if checks is not None else [])], force)
+    return {name: outs.claim(path, "-o" if name == "output" else "--" + name.replace("_", "-"))
+            for name, path in paths.items() if path}
+
+
 def _run(req: Any, progress: bool | None, sink: Any = None, parts: Any = None) -> Any:
     from .api import evaluate_request
 
@@ -343,8 +359,8 @@ def _run(req: Any, progress: bool | None, sink: Any = None, parts: Any = None) -
     return evaluate_request(req, sink=sink, parts=parts)
 
 
-def _finish(report: Any, checks: Any, o: dict[str, Any], fmt: str | None, strict: bool = False,
-            min_slice_rows: int = 0, **view: Any) -> None:
+def _finish(report: Any, checks: Any, outputs: dict[str, Any], fmt: str | None,
+            strict: bool = False, min_slice_rows: int = 0, **view: Any) -> None:
     """Evaluate the checks, render the report, write JUnit, and exit 1 if a check failed."""
     from .report.gate import evaluate
     from .report.render import failed_checks_text, junit_xml, render, to_dict
@@ -354,14 +370,12 @@ def _finish(report: Any, checks: Any, o: dict[str, Any], fmt: str | None, strict
         click.echo(f"lossctl: warning: {warning}", err=True)
     doc = to_dict(report, gate.results, min_slice_rows=min_slice_rows, baseline=gate.baseline,
                   **view)
-    if o.get("junit"):
-        from .io.sinks import AtomicFile
+    if "junit" in outputs:
+        from .io.sinks import write_bytes
 
-        out = AtomicFile(o["junit"])
-        out.file.write(junit_xml(doc).encode())
-        out.commit()
-    if o.get("html"):
-        _write_html(o["html"], report, doc)
+        write_bytes(outputs["junit"], junit_xml(doc).encode())
+    if "html" in outputs:
+        _write_html(outputs["html"], report, doc)
     fmt = fmt or ("table" if _stdout_is_tty() else "json")
     click.echo(render(doc, fmt, color=_use_color(), width=_width()), nl=False)
     if gate.results and not doc["passed"]:
@@ -370,28 +384,19 @@ def _finish(report: Any, checks: Any, o: dict[str, Any], fmt: str | None, strict
         sys.exit(1)
 
 
-def _html_first(html: str | None, inputs: list[str]) -> None:
-    """Before reading anything: the plotting extra is there, and FILE may be written."""
+def _html_first(html: str | None) -> None:
+    """Before reading anything: the plotting extra is there (FILE is claimed with the outputs)."""
     if html:
-        from .io.sinks import check_destination
         from .report.plots import require
 
         require()
-        check_destination(html, True, inputs)
 
 
-def _write_html(path: str, report: Any, doc: dict) -> None:
-    from .io.sinks import AtomicFile
+def _write_html(target: Any, report: Any, doc: dict) -> None:
+    from .io.sinks import write_bytes
     from .report.html import html_page
 
-    page = html_page(report, doc, _command_line()).encode()
-    out = AtomicFile(path)
-    try:
-        out.file.write(page)
-        out.commit()
-    except BaseException:
-        out.abort()
-        raise
+    write_bytes(target, html_page(report, doc, _command_line()).encode())
 
 
 def _width() -> int:
@@ -454,11 +459,9 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
     require_options(checks, slices=bool(by), compare=False)
     if key and not labels_file:
         raise click.UsageError("--key joins a --labels file; give --labels FILE")
-    if emit_state:
-        from .io.sinks import check_destination
-
-        check_destination(emit_state, True, list(files))
-    _html_first(o["html"], list(files) + ([labels_file] if labels_file else []))
+    _html_first(o["html"])
+    outputs = _outputs([*files, labels_file], checks, o["force"], emit_state=emit_state,
+                       junit=o["junit"], html=o["html"])
     join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
     req = _request(list(files), o, ci=ci, confidence=confidence, seed=seed, ci_key=ci_key, by=by,
                    max_slices=max_slices, top=(top[1], top[0]) if top else None, keep=keep,
@@ -471,8 +474,8 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
     if emit_state:
         from .api import save_state
 
-        save_state(report, emit_state)
-    _finish(report, checks, o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
+        save_state(report, outputs["emit_state"])
+    _finish(report, checks, outputs, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
 
 
 @cli.command("compare", context_settings=CONTEXT)
@@ -540,14 +543,15 @@ def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | No
     else:
         raise click.UsageError("give one FILE (two prediction columns) or two FILEs "
                                "(baseline's, candidate's)")
-    _html_first(o["html"], list(files))
+    _html_first(o["html"])
+    outputs = _outputs(list(files), checks, o["force"], junit=o["junit"], html=o["html"])
     req = _request([files[0]], o, ci=True, confidence=confidence, seed=seed, ci_key=ci_key,
                    baseline_pred=baseline_pred, join=join, by=by, max_slices=max_slices,
                    quantiles=quantiles or bool(o["html"]), calibration=bool(o["html"]))
     report = _run(req, o["progress"])
     if sort_by is not None:
         report.state.loss(sort_by)
-    _finish(report, checks, o, fmt, strict, min_slice_rows=min_slice_rows, sort=sort_by)
+    _finish(report, checks, outputs, fmt, strict, min_slice_rows=min_slice_rows, sort=sort_by)
 
 
 @cli.command("rows", context_settings=CONTEXT)
@@ -577,7 +581,7 @@ def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
     Exit status: 0 success, 2 usage or input error.
     """
     from .engine.plan import JoinRequest
-    from .io.sinks import RowWriter, check_destination, output_format
+    from .io.sinks import Outputs, RowWriter, output_format
     from .io.sources import expand_paths
 
     if o["engine"] != "dask":  # (Dask writes a directory of parts: any name)
@@ -585,7 +589,8 @@ def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
     elif output == "-":
         raise click.UsageError("--engine dask writes a directory of parts; give -o DIR")
     inputs = expand_paths(list(files))
-    check_destination(output, force, inputs + (expand_paths([labels_file]) if labels_file else []))
+    outs = Outputs([*inputs, labels_file], force)
+    target = outs.claim(output, "-o", directory=o["engine"] == "dask")
     if key and not labels_file:
         raise click.UsageError("--key joins a --labels file; give --labels FILE")
     join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
@@ -594,13 +599,13 @@ def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
     if req.engine == "dask":  # one part per unit, in a directory committed when all are done
         from .io.sinks import RowParts
 
-        parts = RowParts(output, many_files=len(inputs) > 1, force=force)
+        parts = RowParts(target, many_files=len(inputs) > 1)
         report = _run(req, o["progress"], parts=parts)
         rows, where = parts.rows, f"{len(parts.names)} parts in {output}"
     else:
         from .engine.chunks import rows_sink
 
-        writer = RowWriter(output, many_files=len(inputs) > 1)
+        writer = RowWriter(target, many_files=len(inputs) > 1)
         try:
             report = _run(req, o["progress"], rows_sink(writer))
             writer.close()
@@ -659,13 +664,15 @@ def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
     from .api import merge_states, save_state
 
     checks = _checks(o, baseline, max_increase)
-    _html_first(o["html"], list(states))
+    _html_first(o["html"])
+    outputs = _outputs(list(states), checks, o["force"], emit_state=emit_state, junit=o["junit"],
+                       html=o["html"])
     report = merge_states(list(states), confidence)
     if sort_by is not None:
         report.state.loss(sort_by)
     if emit_state:
-        save_state(report, emit_state)
-    _finish(report, checks, o, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
+        save_state(report, outputs["emit_state"])
+    _finish(report, checks, outputs, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
 
 
 def _with_progress(req: Any, sink: Any = None, parts: Any = None) -> Any:

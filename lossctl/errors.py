@@ -71,3 +71,7 @@ def _show(value: object) -> str:
     if value is None:
         return "missing"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+class OutputError(LossctlError):
+    """An output cannot be written: a missing or read-only directory, a full disk."""

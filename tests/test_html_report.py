@@ -266,7 +266,9 @@ def test_the_page_is_deterministic(reg, tmp_path: Path) -> None:
 def test_outputs_are_all_or_nothing(reg, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
     out.write_text("old")
-    html_run(["eval", reg["csv"], "-l", "y", "-p", "pred", "-m", "mse"], out)  # replaced
+    r = run("runner", ["eval", reg["csv"], "-l", "y", "-p", "pred", "-m", "mse", "--html", out])
+    assert r.code == 2 and "--force" in r.err and out.read_text() == "old"  # kept
+    html_run(["eval", reg["csv"], "-l", "y", "-p", "pred", "-m", "mse", "--force"], out)  # replaced
     assert out.read_text().startswith("<!DOCTYPE html>")
     r = run("runner", ["eval", reg["csv"], "-l", "y", "-p", "pred", "-m", "mse", "--html", reg["csv"]])
     assert r.code == 2 and "is an input" in r.err

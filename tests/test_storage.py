@@ -129,7 +129,7 @@ def test_labels_compare_and_rows_read_from_s3(remote: dict, s3: Any, tmp_path: P
     assert s3.list("dumps/out") == ["dumps/out/rows.parquet"]  # no temporary object left
     r = cli(["rows", remote["s3_csv"], "-l", "y", "-p", "p", "-m", "mse",
                        "-o", "s3://dumps/out/rows.parquet"])
-    one_line_error(r, "s3://dumps/out/rows.parquet exists", "--force")
+    one_line_error(r, "-o s3://dumps/out/rows.parquet: exists", "--force")
 
 
 def test_states_checks_baselines_and_junit_on_s3(remote: dict, s3: Any, tmp_path: Path) -> None:

@@ -15,17 +15,17 @@ from dataclasses import asdict
 from ..core.state import STATE_VERSION, EvalState
 from ..errors import UsageError
 from ..io import fs
-from ..io.sinks import write_json_atomic
+from ..io.sinks import Target, write_json
 from .plan import Columns, Outcome
 
 KIND = "lossctl-state"
 
 
-def save_state(path: str, outcome: Outcome) -> None:
-    """Write the outcome's state, with its inputs and columns, to ``path`` (atomically)."""
+def save_state(target: Target | str, outcome: Outcome) -> None:
+    """Write the outcome's state, with its inputs and columns, to ``target`` (all or nothing)."""
     if len(outcome.states) != 1:
         raise UsageError("--emit-state saves eval states, not comparisons")
-    write_json_atomic(path, {
+    write_json(target, {
         "kind": KIND,
         "version": STATE_VERSION,
         "inputs": outcome.inputs,

@@ -93,6 +93,12 @@ class Checks:
     baseline: str | None = None
     slice_thresholds: list[Threshold] = field(default_factory=list)
     slice_max_regression: list[Tolerance] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # the checks files read
+
+    @property
+    def inputs(self) -> list[str]:
+        """Every file the checks read (checks files, the baseline): never an output."""
+        return self.files + ([self.baseline] if self.baseline else [])
 
 
 @dataclass
@@ -208,7 +214,7 @@ def load_checks_file(path: str) -> Checks:
     if unknown:
         raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)} "
                          f"(known: {', '.join(sorted(_FILE_KEYS))})")
-    checks = Checks()
+    checks = Checks(files=[path])
     for name, attr in (("fail_if", "thresholds"), ("slice_fail_if", "slice_thresholds")):
         rules = data.get(name, [])
         if isinstance(rules, str):
@@ -258,6 +264,7 @@ def merge_checks(*parts: Checks) -> Checks:
         out.max_regression += c.max_regression
         out.slice_max_regression += c.slice_max_regression
         out.baseline = c.baseline or out.baseline
+        out.files += c.files
     return out
 
 
