@@ -8,17 +8,18 @@ refused by :meth:`EvalState.merge`.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 
 from ..core.state import STATE_VERSION, EvalState
 from ..errors import UsageError
-from ..io import fs
+from ..io.documents import parse_json, read_text, show, validate
 from ..io.sinks import Target, write_json
 from .plan import Columns, Outcome
+from .state_schema import state_file
 
 KIND = "lossctl-state"
+_SCHEMA = state_file(KIND)
 
 
 def save_state(target: Target | str, outcome: Outcome) -> None:
@@ -37,17 +38,15 @@ def save_state(target: Target | str, outcome: Outcome) -> None:
 
 
 def _load(path: str) -> dict:
-    try:
-        data = json.loads(fs.read_bytes(path))
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read state: {e.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(f"{path}: not a lossctl state (make one with eval --emit-state)") from None
+    """Read and validate a state file (see :mod:`.state_schema`) before anything uses it."""
+    hint = " (make one with eval --emit-state)"
+    data = parse_json(read_text(path, "lossctl state"), path, "lossctl state", hint)
     if not isinstance(data, dict) or data.get("kind") != KIND:
-        raise UsageError(f"{path}: not a lossctl state (make one with eval --emit-state)")
+        raise UsageError(f"{path}: not a lossctl state{hint}")
     if data.get("version") != STATE_VERSION:
-        raise UsageError(f"{path}: state format version {data.get('version')!r}; this lossctl "
+        raise UsageError(f"{path}: state format version {show(data.get('version'))}; this lossctl "
                          f"reads version {STATE_VERSION}")
+    validate(data, _SCHEMA, path)
     return data
 
 
@@ -65,27 +64,21 @@ def load_states(paths: list[str]) -> Outcome:
     chosen = False
     _refuse_same_state_twice(paths)
     for path in paths:
-        data = _load(path)
+        data = _load(path)  # validated: every field below is there, of its type and size
+        cols = Columns(**data["columns"])
+        shard_files = [dict(f) for f in data.get("input_files", [])]
         try:
             state = EvalState.from_json(data["state"])
-            cols = Columns(**data["columns"])
-            chosen_here, shard_inputs = bool(data["losses_chosen"]), list(data["inputs"])
-            shard_files = [dict(f) for f in data.get("input_files", [])]
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise UsageError(f"{path}: a damaged lossctl state (missing or malformed fields); "
-                             f"make it again with eval --emit-state") from None
-        if merged is None or columns is None:
-            merged, columns, chosen = state, cols, chosen_here
-        else:
-            if not cols.same_as(columns) or cols.weight != columns.weight:
-                raise UsageError(f"{path}: columns {cols.needed} differ from "
-                                 f"{paths[0]}'s {columns.needed}")
-            try:
+            if merged is None or columns is None:
+                merged, columns, chosen = state, cols, data["losses_chosen"]
+            elif not cols.same_as(columns) or cols.weight != columns.weight:
+                raise UsageError(f"columns {cols.needed} differ from {paths[0]}'s {columns.needed}")
+            else:
                 merged.merge(state)
-            except UsageError as e:
-                raise UsageError(f"{path}: {e}") from None
+        except UsageError as e:
+            raise UsageError(f"{path}: {e}") from None
         _refuse_overlaps(path, shard_files, held)  # (states of other definitions: said first)
-        inputs += shard_inputs
+        inputs += data["inputs"]
         files += shard_files
     assert merged is not None and columns is not None
     return Outcome([merged], inputs, columns, chosen, input_files=files)

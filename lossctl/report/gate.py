@@ -25,13 +25,14 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core.losses import Loss, parse_loss
 from ..errors import UsageError
-from ..io import fs
+from ..io.documents import List, Map, Number, Obj, OneOf, Str, parse_json, parse_toml, read_text, validate
+from ..io.documents import field as field_path
 from .baseline import Baseline, load_baseline
 from .numbers import DIGITS, MOST, distinct_digits, number
 
@@ -191,8 +192,26 @@ def parse_tolerance(text: str, option: str, origin: str | None = None) -> Tolera
                      origin or f"{option} {text}")
 
 
-_FILE_KEYS = ("fail_if", "slice_fail_if", "max_increase", "max_regression",
-              "slice_max_regression", "baseline")
+_RULES = OneOf(Str(), List(Str()), expected="a string like 'mse > 0.25' or a list of them")
+_TOLERANCES = Map(OneOf(Number(), Str(), expected='a number or a string like "2%"'),
+                  expected='a table of LOSS = "2%" or LOSS = 0.01 ("*" for every loss)')
+CHECKS_FILE = Obj({
+    "fail_if": _RULES, "slice_fail_if": _RULES,
+    "max_increase": _TOLERANCES, "max_regression": _TOLERANCES, "slice_max_regression": _TOLERANCES,
+    "baseline": Str(expected="a path to a lossctl JSON report or state"),
+}, optional=("fail_if", "slice_fail_if", "max_increase", "max_regression", "slice_max_regression",
+             "baseline"), expected="a table (TOML) or an object (JSON)")
+
+
+_TOLERANCE = OneOf(Number(), Str(), expected='a number or a string like "2%"')
+_TOLERANCES = Map(_TOLERANCE, expected='a table of LOSS = "2%" or LOSS = 0.01')
+CHECKS_FILE = Obj({
+    "fail_if": OneOf(Str(), List(Str()), expected="a string like 'mse > 0.25' or a list of them"),
+    "max_increase": _TOLERANCES,
+    "max_regression": _TOLERANCES,
+    "baseline": Str(expected="a path to a lossctl JSON report"),
+}, optional=("fail_if", "max_increase", "max_regression", "baseline"),
+    expected="a table (TOML) or an object (JSON)")
 
 
 def load_checks_file(path: str) -> Checks:
@@ -201,57 +220,37 @@ def load_checks_file(path: str) -> Checks:
     Keys: ``fail_if`` and ``slice_fail_if`` (lists of ``LOSS OP NUMBER``),
     ``max_increase``, ``max_regression`` and ``slice_max_regression`` (tables
     of LOSS = "2%" or 0.01; ``"*"`` is the default of every loss),
-    ``baseline`` (a path, relative to the checks file).
+    ``baseline`` (a path, relative to the checks file).  The file is validated
+    before use: an error names the file and the field.
     """
-    try:
-        raw = fs.read_bytes(path)
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read checks file: {e.strerror}") from None
-    data = _parse_checks(path, raw)
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: a checks file holds a table (TOML) or an object (JSON)")
-    unknown = sorted(set(data) - set(_FILE_KEYS))
-    if unknown:
-        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(_FILE_KEYS))})")
+    text = read_text(path, "checks file")
+    if path.endswith(".json") or text.lstrip().startswith("{"):
+        data = parse_json(text, path, "checks file")
+    else:
+        data = parse_toml(text, path, "checks file")
+    validate(data, CHECKS_FILE, path)
     checks = Checks(files=[path])
     for name, attr in (("fail_if", "thresholds"), ("slice_fail_if", "slice_thresholds")):
         rules = data.get(name, [])
-        if isinstance(rules, str):
-            rules = [rules]
-        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
-            raise UsageError(f"{path}: {name} is a list of strings like 'mse > 0.25'")
-        setattr(checks, attr, [parse_threshold(r) for r in rules])
+        single = isinstance(rules, str)
+        setattr(checks, attr, [
+            _in_field(path, name if single else f"{name}[{i}]", parse_threshold, r)
+            for i, r in enumerate([rules] if single else rules)])
     for name in ("max_increase", "max_regression", "slice_max_regression"):
-        table = data.get(name, {})
-        if not isinstance(table, dict):
-            raise UsageError(f"{path}: {name} is a table of LOSS = \"2%\" or LOSS = 0.01 "
-                             f"(\"*\" for every loss)")
-        setattr(checks, name, [parse_tolerance(f"{k}={v}", f"{path}: {name}",
-                                               f"{path}: {name} {k} = {json.dumps(v)}")
-                               for k, v in table.items()])
+        setattr(checks, name, [
+            _in_field(path, field_path(name, k), parse_tolerance, f"{k}={v}", f"{path}: {name}",
+                      f"{path}: {name} {k} = {json.dumps(v)}")
+            for k, v in data.get(name, {}).items()])
     if "baseline" in data:
-        if not isinstance(data["baseline"], str):
-            raise UsageError(f"{path}: baseline is a path to a lossctl JSON report or state")
         checks.baseline = os.path.join(os.path.dirname(path), data["baseline"])
     return checks
 
 
-def _parse_checks(path: str, raw: bytes) -> Any:
-    text = raw.decode("utf-8", errors="replace")
-    if path.endswith(".json") or text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{path}: not valid JSON: line {e.lineno}: {e.msg}") from None
+def _in_field(path: str, where: str, parse: Callable[..., Any], *args: Any) -> Any:
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        raise UsageError(f"{path}: TOML checks files need Python >= 3.11; use JSON") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: not valid TOML: {e}") from None
+        return parse(*args)
+    except UsageError as e:
+        raise UsageError(f"{path}: field {where}: {e}") from None
 
 
 def merge_checks(*parts: Checks) -> Checks:
@@ -446,10 +445,21 @@ def _change(worse: float, relative: bool) -> str:
     return f"{amount} {'worse' if worse > 0 else 'better'}"
 
 
-def _relative(worse: float, old: float) -> float:
-    if old:
-        return worse / abs(old)
-    return math.copysign(math.inf, worse) if worse else 0.0
+def _change_of(definition: Any, old: float, new: float, relative: bool) -> float:
+    """How much worse ``new`` is than ``old``: absolute, or relative to ``|old|``.
+
+    Equal values (two infinities too: both overflowed) are no change; from an
+    infinite or zero baseline any other value is infinitely better (or worse);
+    NaN stays NaN, so it never passes.
+    """
+    if old == new:
+        return 0.0
+    worse = definition.worse(old, new)
+    if not relative or math.isnan(worse):
+        return worse
+    if math.isinf(old) or old == 0:
+        return math.copysign(math.inf, worse) if worse else 0.0
+    return worse / abs(old)
 
 
 def _data_text(inputs: Sequence[str], rows: int | None) -> str:
@@ -489,8 +499,7 @@ def check_baseline(tolerances: list[Tolerance], baseline: Baseline, report: Repo
     for loss in losses:
         t = chosen[loss.key]
         old, new = baseline.values[loss.canonical], r.values[loss.key]
-        worse = loss.definition.worse(old, new)
-        change = _relative(worse, old) if t.relative else worse
+        change = _change_of(loss.definition, old, new, t.relative)
         passed = not math.isnan(change) and change <= t.amount
         direction = {"higher": "decrease", "lower": "increase",
                      "zero": "move away from 0"}[loss.definition.direction]

@@ -75,6 +75,8 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
             entry.update(_compared(report.differences[loss.key]))
         else:
             entry["value"] = _num(r.values[loss.key])
+            if entry["value"] is None:  # which of inf, -inf, nan (a baseline needs to know)
+                entry["nonfinite"] = repr(r.values[loss.key])
             if report.intervals is not None:
                 entry["ci"] = _pair(report.intervals[loss.key])
                 note = state.interval_note(loss)
