@@ -20,17 +20,28 @@ class RowInfo:
 
 
 def _kept_rows(batch: Any, rows: np.ndarray) -> list[dict]:
-    """The kept columns of a few rows, as dicts (``batch.take`` of a NumPy array imports pandas)."""
+    """The kept columns of a few rows, as plain JSON (``batch.take`` of a NumPy array imports
+    pandas)."""
     columns = list(zip(batch.schema.names, batch.columns, strict=True))
     return [{name: json_value(col[i].as_py()) for name, col in columns} for i in rows.tolist()]
 
 
 def json_value(v: Any) -> Any:
-    """A value of a file as a report holds it: JSON's types (a date or a NaN becomes text)."""
+    """A kept column's value as plain JSON holds it (reports and states are plain JSON).
+
+    Non-finite floats become ``"nan"``, ``"inf"``, ``"-inf"``; dates, times,
+    decimals and other Arrow scalars their text; lists and structs item by item.
+    """
     if v is None or isinstance(v, (bool, int, str)):
         return v
     if isinstance(v, float):
-        return v if math.isfinite(v) else str(v)
+        return v if math.isfinite(v) else repr(v)
+    if isinstance(v, (list, tuple)):
+        return [json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): json_value(x) for k, x in v.items()}
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "backslashreplace")
     return str(v)
 
 
