@@ -662,8 +662,10 @@ def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """
     from .api import merge_states, save_state
+    from .report.gate import require_options
 
     checks = _checks(o, baseline, max_increase)
+    require_options(checks, slices=True, compare=False)  # (slices: known once merged)
     _html_first(o["html"])
     outputs = _outputs(list(states), checks, o["force"], emit_state=emit_state, junit=o["junit"],
                        html=o["html"])

@@ -398,3 +398,32 @@ def test_kept_values_are_plain_json(tmp_path: Path) -> None:
         json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     top = json.loads(r.out)["top"]["rows"]
     assert top[0]["when"] == "2024-01-02 00:00:00" and top[0]["x"] == "inf" and top[0]["tags"] == []
+
+
+@pytest.mark.parametrize("option", ["--checks", "--baseline", "merge"])
+def test_a_device_is_not_a_document(d: dict[str, Path], option: str) -> None:
+    """/dev/zero as a checks file, baseline or state: refused at once (it filled the memory)."""
+    args = ["merge", "/dev/zero"] if option == "merge" else \
+        ["eval", d["csv"], "-l", "y", "-p", "p", "-m", "mse", option, "/dev/zero"]
+    error(run("runner", args), "/dev/zero: a device, not a")
+
+
+def test_an_oversized_checks_file(d: dict[str, Path], tmp_path: Path) -> None:
+    f = write(tmp_path, "c.toml", "# padding\n" * (2 << 20))
+    error(run("runner", ["eval", d["csv"], "-l", "y", "-p", "p", "-m", "mse", "--checks", f]),
+          str(f), "larger than 16 MiB")
+
+
+def test_a_checks_file_from_a_pipe(d: dict[str, Path], tmp_path: Path) -> None:
+    """A FIFO (as bash's <(...) gives) is read like a file."""
+    import os
+    import threading
+
+    fifo = tmp_path / "checks.toml"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text('fail_if = ["mse > 0"]\n'))
+    writer.start()
+    r = run("runner", ["eval", d["csv"], "-l", "y", "-p", "p", "-m", "mse", "--checks", fifo,
+                       "-f", "json"])
+    writer.join(timeout=30)
+    assert r.code == 1 and json.loads(r.out)["passed"] is False, r.err

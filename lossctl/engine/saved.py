@@ -40,7 +40,7 @@ def save_state(target: Target | str, outcome: Outcome) -> None:
 def _load(path: str) -> dict:
     """Read and validate a state file (see :mod:`.state_schema`) before anything uses it."""
     hint = " (make one with eval --emit-state)"
-    data = parse_json(read_text(path, "lossctl state"), path, "lossctl state", hint)
+    data = parse_json(read_text(path, "lossctl state", 1 << 30), path, "lossctl state", hint)
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise UsageError(f"{path}: not a lossctl state{hint}")
     if data.get("version") != STATE_VERSION:

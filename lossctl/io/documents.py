@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -354,18 +356,27 @@ def _unicode(s: str) -> bool:
 # --------------------------------------------------------------------------
 
 
-def read_text(path: str, what: str) -> str:
+def read_text(path: str, what: str, limit: int = 256 << 20) -> str:
     """The file as text: UTF-8 (a BOM is allowed), else an error naming the byte.
 
-    A URI is read through :mod:`lossctl.io.fs`.
+    At most ``limit`` bytes, and never a device (``/dev/zero`` would fill the
+    memory); a pipe (``<(...)``, ``/dev/stdin``) is fine, and so is a URI
+    (:mod:`lossctl.io.fs`).
     """
     if fs.is_uri(path):
+        size = fs.size(path)
+        if size is not None and size > limit:
+            raise UsageError(f"{fs.display(path)}: larger than {limit >> 20} MiB: not a {what}")
         return _decode(fs.read_bytes(path), fs.display(path), what)
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            if stat.S_ISCHR(os.fstat(f.fileno()).st_mode) or stat.S_ISBLK(os.fstat(f.fileno()).st_mode):
+                raise UsageError(f"{path}: a device, not a {what}")
+            raw = f.read(limit + 1)
     except OSError as e:
         raise UsageError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+    if len(raw) > limit:
+        raise UsageError(f"{path}: larger than {limit >> 20} MiB: not a {what}")
     return _decode(raw, path, what)
 
 

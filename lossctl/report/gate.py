@@ -95,6 +95,7 @@ class Checks:
     slice_thresholds: list[Threshold] = field(default_factory=list)
     slice_max_regression: list[Tolerance] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # the checks files read
+    baseline_doc: Baseline | None = None  # read by require_options, before the run
 
     @property
     def inputs(self) -> list[str]:
@@ -223,7 +224,7 @@ def load_checks_file(path: str) -> Checks:
     ``baseline`` (a path, relative to the checks file).  The file is validated
     before use: an error names the file and the field.
     """
-    text = read_text(path, "checks file")
+    text = read_text(path, "checks file", 16 << 20)
     if path.endswith(".json") or text.lstrip().startswith("{"):
         data = parse_json(text, path, "checks file")
     else:
@@ -273,7 +274,8 @@ def merge_checks(*parts: Checks) -> Checks:
 
 
 def require_options(checks: Checks, *, slices: bool, compare: bool) -> None:
-    """Refuse checks the run cannot evaluate (called before reading, and again on the report)."""
+    """Refuse checks the run cannot evaluate, and read the baseline (called before reading,
+    so that a bad baseline does not cost a whole pass; and again on the report)."""
     if (checks.slice_thresholds or checks.slice_max_regression) and not slices:
         option = "--slice-fail-if" if checks.slice_thresholds else "--slice-max-regression"
         raise UsageError(f"{option} checks every slice of --by; give --by COLS")
@@ -287,6 +289,8 @@ def require_options(checks: Checks, *, slices: bool, compare: bool) -> None:
         option = "--max-regression" if checks.max_regression else "--slice-max-regression"
         raise UsageError(f"{option} gates a paired comparison (lossctl compare); against an "
                          f"earlier report use --baseline with --max-increase")
+    if checks.baseline and checks.baseline_doc is None:
+        checks.baseline_doc = load_baseline(checks.baseline)
 
 
 def evaluate(checks: Checks, report: Report, strict: bool = False,
@@ -301,7 +305,7 @@ def evaluate(checks: Checks, report: Report, strict: bool = False,
         gate.results += check_slice_thresholds(checks.slice_thresholds, report, width,
                                                min_slice_rows)
     if checks.baseline:
-        gate.baseline = load_baseline(checks.baseline)
+        gate.baseline = checks.baseline_doc or load_baseline(checks.baseline)
         results, gate.warnings = check_baseline(checks.max_increase, gate.baseline, report)
         gate.results += results
     if checks.max_regression and report.differences is not None:
