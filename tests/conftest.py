@@ -83,6 +83,14 @@ def make_regression(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"id": np.arange(1, n + 1), "segment": seg, "y": y, "pred": p, "w": w})
 
 
+def small_frame(n: int, seed: int) -> pd.DataFrame:
+    """id, seg (three values), y, p, w: a small frame for tests of the files around the data."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"id": np.arange(n), "seg": rng.choice(["a", "b", "c"], n),
+                         "y": rng.normal(size=n), "p": rng.normal(size=n),
+                         "w": rng.uniform(0.1, 2, n)})
+
+
 @pytest.fixture(scope="session")
 def reg(tmp_path_factory: pytest.TempPathFactory) -> DataSet:
     d = tmp_path_factory.mktemp("reg")

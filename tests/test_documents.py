@@ -16,10 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 from cli_run import Run, run
+from conftest import small_frame
 
 from lossctl.core import losses as catalogue
 
@@ -40,11 +39,7 @@ def error(r: Run, *needles: str) -> str:
 def d(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small data file, a state of every kind of part, a baseline and a checks file."""
     t = tmp_path_factory.mktemp("docs")
-    rng = np.random.default_rng(3)
-    n = 300
-    pd.DataFrame({"id": np.arange(n), "seg": rng.choice(["a", "b", "c"], n),
-                  "y": rng.normal(size=n), "p": rng.normal(size=n),
-                  "w": rng.uniform(0.1, 2, n)}).to_csv(t / "data.csv", index=False)
+    small_frame(300, 3).to_csv(t / "data.csv", index=False)
     # every loss overflows: (1e200 - -1e200)^2 is inf
     (t / "overflow.csv").write_text("y,p\n1e200,-1e200\n1,2\n")
     out = {"dir": t, "csv": t / "data.csv", "overflow": t / "overflow.csv",

@@ -24,10 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 from cli_run import LOSSCTL, Run, proc_env, run
+from conftest import small_frame
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -48,11 +47,7 @@ class Files(dict):
 def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Real files, as the CLI writes them: states of every part, a baseline, checks files."""
     d = tmp_path_factory.mktemp("fuzzbase")
-    rng = np.random.default_rng(11)
-    n = 120
-    pd.DataFrame({"id": np.arange(n), "seg": rng.choice(["a", "b", "c"], n),
-                  "y": rng.normal(size=n), "p": rng.normal(size=n),
-                  "w": rng.uniform(0.1, 2, n)}).to_csv(d / "data.csv", index=False)
+    small_frame(120, 11).to_csv(d / "data.csv", index=False)
     out: dict[str, Any] = Files(data=d / "data.csv")
     states = {
         "full": ["-w", "w", "-m", "mse,rmse,mae", "--by", "seg", "--ci", "--top", "3", "mae",
