@@ -10,7 +10,6 @@ that overflowed) is infinity in the loss's direction, not NaN.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,6 @@ from typing import Any
 import pytest
 from cli_run import Run, run
 from conftest import small_frame
-
-from lossctl.core import losses as catalogue
 
 STATE_ARGS = ["-l", "y", "-p", "p", "-w", "w", "-m", "mse,rmse,mae", "--by", "seg", "--ci",
               "--top", "3", "mae", "--keep", "id"]
@@ -44,10 +41,17 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (t / "overflow.csv").write_text("y,p\n1e200,-1e200\n1,2\n")
     out = {"dir": t, "csv": t / "data.csv", "overflow": t / "overflow.csv",
            "state": t / "state.json", "plain_state": t / "plain.json",
+           "component_state": t / "components.json",
            "baseline": t / "baseline.json"}
     assert run("runner", ["eval", out["csv"], *STATE_ARGS, "--emit-state", out["state"]]).code == 0
     assert run("runner", ["eval", out["csv"], "-l", "y", "-p", "p", "-m", "mse,mae",
                           "--emit-state", out["plain_state"]]).code == 0
+    # curve and extreme metrics keep components: reliability bins, score histograms, maxima
+    (t / "binary.csv").write_text("seg,z,s\n" + "".join(
+        f"{'ab'[i % 2]},{i % 3 == 0:d},{(i * 37 % 101) / 101}\n" for i in range(200)))
+    assert run("runner", ["eval", t / "binary.csv", "-l", "z", "-p", "s", "-m",
+                          "bce,ece,roc_auc,max_error", "--by", "seg", "--ci",
+                          "--emit-state", out["component_state"]]).code == 0
     r = run("runner", ["eval", out["csv"], "-l", "y", "-p", "p", "-m", "mse,huber:delta=2",
                        "-f", "json"])
     out["baseline"].write_text(r.out)
@@ -124,21 +128,22 @@ def test_a_nan_baseline_never_passes(d: dict[str, Path], tmp_path: Path) -> None
         assert _gate(d, _report(tmp_path, None, nonfinite="nan"), data)["passed"] is False
 
 
-@pytest.fixture
-def higher_is_better(monkeypatch: pytest.MonkeyPatch) -> None:
-    """mse as a score where higher is better (no such loss in the catalogue yet)."""
-    mse = catalogue._BY_NAME["mse"]
-    monkeypatch.setitem(catalogue._BY_NAME, "mse", dataclasses.replace(mse, higher_is_better=True))
+def test_null_baseline_of_a_higher_is_better_metric_is_minus_infinity(d: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    """null is the worst value in the metric's direction: -inf for r2 (higher is better)."""
+    def gate(**entry: Any) -> dict:
+        doc = {"lossctl": "0.1.0", "losses": {"r2": {"name": "r2", "params": {}, **entry}}}
+        f = write(tmp_path, "old.json", json.dumps(doc))
+        r = run("runner", ["eval", d["csv"], "-l", "y", "-p", "p", "-m", "r2", "--baseline", f,
+                           "--max-increase", "r2=10%", "-f", "json"])
+        assert r.code in (0, 1), r.err
+        return json.loads(r.out)
 
-
-def test_null_baseline_of_a_higher_is_better_loss_is_minus_infinity(
-        d: dict[str, Path], tmp_path: Path, higher_is_better: None) -> None:
-    """null is the worst value in the loss's direction: -inf when higher is better."""
-    doc = _gate(d, _report(tmp_path, None), "csv", "mse=0%")
+    doc = gate(value=None)
     assert doc["passed"] is True and "baseline -inf" in doc["checks"][0]["detail"]
-    # a stated +inf is the best value of such a loss: any finite value is worse
-    doc = _gate(d, _report(tmp_path, None, nonfinite="inf"), "csv", "mse=1000%")
-    assert doc["passed"] is False
+    # a stated +inf is the best value of such a metric: any finite value is worse
+    assert gate(value=None, nonfinite="inf")["passed"] is False
+    assert gate(value=-1e300)["passed"] is True  # and a finite worst case for comparison
 
 
 # --------------------------------------------------------------------------
@@ -289,8 +294,8 @@ BAD_STATES: dict[str, tuple[Edit, list[str]]] = {
                                   ["field state.buckets.rows: the counts add up to"]),
     "bucket_sums_short": (lambda doc: doc["state"]["buckets"]["sums"]["mse"].pop(),
                           ['field state.buckets.sums.mse: expected 1000 item(s)']),
-    "slice_key_without_counts": (_append("state.slices.keys", ["d"]),
-                                 ["field state.slices.rows: expected 4 item(s)"]),
+    "slice_counts_without_keys": (_append("state.slices.rows", 0),
+                                  ["field state.slices.rows: 4 groups, more than 3"]),
     "slice_key_twice": (lambda doc: doc["state"]["slices"]["keys"].__setitem__(
         1, doc["state"]["slices"]["keys"][0]), ["field state.slices.keys[1]: a slice key given twice"]),
     "slice_limit": (_set("state.slices.limit", 2), ["field state.slices.keys", "more than the limit 2"]),
@@ -337,13 +342,49 @@ BAD_STATES: dict[str, tuple[Edit, list[str]]] = {
     "missing_state": (_drop("state.buckets"), ["field state.buckets: missing"]),
 }
 
+RELIABILITY, HISTOGRAM, MAXIMUM = ("component:reliability:15", "component:score_histogram",
+                                   "component:max_abs_error")
+BAD_COMPONENT_STATES: dict[str, tuple[Edit, list[str]]] = {
+    "bins_short": (lambda doc: doc["state"]["components"][RELIABILITY]["rows"].pop(),
+                   [f"field state.components[\"{RELIABILITY}\"].rows: expected 15 item(s)"]),
+    "groups_huge": (lambda doc: doc["state"]["buckets"]["components"][RELIABILITY].update(
+        groups=10**9), ["state.buckets.components", "groups: expected 1000, got 1000000000"]),
+    "bins_param_huge": (lambda doc: [l["params"].update(bins=10**6) for l in doc["state"]["losses"]
+                                     if l["name"] == "ece"], ["field state.losses[1].params",
+                                                              "bins must be"]),
+    "histogram_of_no_group": (lambda doc: doc["state"]["slices"]["components"][HISTOGRAM]["hists"]
+                              .update({"7": doc["state"]["components"][HISTOGRAM]["hists"]["0"]}),
+                              ["a histogram of group '7': groups are 0 to 1"]),
+    "histogram_key_beyond_64_bits": (lambda doc: doc["state"]["components"][HISTOGRAM]["hists"]["0"]
+                                     ["sides"][0]["keys"].__setitem__(0, "0x1" + "0" * 16),
+                                     ["sides[0].keys[0]: expected a non-negative integer in hex "
+                                      "below 2**64"]),
+    "histogram_shift": (lambda doc: doc["state"]["components"][HISTOGRAM]["hists"]["0"].update(
+        shift=64), ["hists[\"0\"].shift: expected at most 63"]),
+    "histogram_counts_short": (lambda doc: doc["state"]["components"][HISTOGRAM]["hists"]["0"]
+                               ["sides"][1]["counts"].pop(), ["sides[1].counts: expected"]),
+    "maximum_long": (lambda doc: doc["state"]["slices"]["components"][MAXIMUM]["max"].append("1.0"),
+                     ["max: expected 2 item(s) (one per group), got 3"]),
+    "component_missing": (lambda doc: doc["state"]["components"].pop(MAXIMUM),
+                          ["field state.components: expected the components"]),
+    "histogram_in_buckets": (lambda doc: doc["state"]["buckets"]["components"].update(
+        {HISTOGRAM: doc["state"]["components"][HISTOGRAM]}),
+        ["field state.buckets.components: expected the components"]),
+    "slice_buckets_per_slice": (_set("state.slice_buckets.per_slice", 51),
+                                ["field state.slice_buckets.per_slice: expected 50, got 51"]),
+    "slice_buckets_too_many": (_append("state.slice_buckets.rows", *[0] * 50),
+                               ["field state.slice_buckets.rows: 150 groups, more than 100"]),
+    "slice_buckets_without_buckets": (lambda doc: doc["state"].update(buckets=None),
+                                      ["field state.slice_buckets: expected null"]),
+}
 
-@pytest.mark.parametrize("case", list(BAD_STATES))
+
+@pytest.mark.parametrize("case", [*BAD_STATES, *BAD_COMPONENT_STATES])
 def test_bad_states(d: dict[str, Path], tmp_path: Path, case: str) -> None:
-    edit, needles = BAD_STATES[case]
-    doc = json.loads(d["state"].read_text())
-    if case in ("unknown_loss", "loss_params", "missing_sum", "extra_sum"):
-        doc = json.loads(d["plain_state"].read_text())
+    edit, needles = {**BAD_STATES, **BAD_COMPONENT_STATES}[case]
+    source = "component_state" if case in BAD_COMPONENT_STATES else \
+        "plain_state" if case in ("unknown_loss", "loss_params", "missing_sum", "extra_sum") else "state"
+    doc = json.loads(d[source].read_text())
     edit(doc)
     f = write(tmp_path, "s.json", json.dumps(doc))
     before = f.read_bytes()
@@ -369,7 +410,7 @@ def test_malformed_state_files(d: dict[str, Path], tmp_path: Path, case: str) ->
 
 
 def test_every_real_state_is_valid(d: dict[str, Path]) -> None:
-    for s in (d["state"], d["plain_state"]):
+    for s in (d["state"], d["plain_state"], d["component_state"]):
         r = run("runner", ["merge", s, s, "-f", "json"])
         assert r.code == 0, r.err
 

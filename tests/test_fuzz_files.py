@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from cli_run import LOSSCTL, Run, proc_env, run
 from conftest import small_frame
@@ -32,7 +33,7 @@ from hypothesis import strategies as st
 
 # LOSSCTL_FUZZ_EXAMPLES=20000 pytest tests/test_fuzz_files.py: a longer, random (not fixed) session
 _LONG = int(os.environ.get("LOSSCTL_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(derandomize=not _LONG, database=None, deadline=None, max_examples=_LONG or 500,
+FUZZ = settings(derandomize=not _LONG, database=None, deadline=None, max_examples=_LONG or 400,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 COLS = ["-l", "y", "-p", "p"]
@@ -55,9 +56,17 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "plain": ["-m", "huber:delta=2,mae", "--nan", "skip"],
         "slices": ["-m", "mse", "--by", "seg,id", "--max-slices", "500"],
     }
+    frame = small_frame(150, 12)
+    frame["z"] = (frame["y"] > 0).astype(int)
+    frame["s"] = 1 / (1 + np.exp(-frame["p"]))
+    frame.to_csv(d / "binary.csv", index=False)
+    states["components"] = ["-w", "w", "-m", "bce,ece:bins=5,roc_auc,max_error,accuracy",
+                            "--by", "seg", "--ci", "--top", "2", "bce", "--keep", "id"]
     for name, args in states.items():
         path = d / f"{name}.json"
-        r = run("runner", ["eval", out["data"], *COLS, *args, "--emit-state", path])
+        cols = ["-l", "z", "-p", "s"] if name == "components" else COLS
+        data = d / "binary.csv" if name == "components" else out["data"]
+        r = run("runner", ["eval", data, *cols, *args, "--emit-state", path])
         assert r.code == 0, r.err
         out[f"state_{name}"] = json.loads(path.read_text())
     r = run("runner", ["eval", out["data"], *COLS, "-m", "mse,mae,huber:delta=2", "-f", "json"])
@@ -196,8 +205,8 @@ def check_run(r: Run, d: Path, before: dict[str, str], out: Path, kind: str) -> 
         ET.parse(out)  # complete JUnit XML
 
 
-@FUZZ
-@given(data=st.data(), which=st.sampled_from(["full", "plain", "slices"]),
+@settings(FUZZ, max_examples=_LONG or 300)  # the component states are the slowest to merge
+@given(data=st.data(), which=st.sampled_from(["full", "plain", "slices", "components"]),
        alone=st.booleans())
 def test_fuzzed_states(base: dict[str, Any], tmp_path: Path, data: st.DataObject, which: str,
                        alone: bool) -> None:
@@ -264,7 +273,8 @@ def test_fuzzed_states_in_a_real_process(base: dict[str, Any], tmp_path: Path,
     """The same property for a few cases as a real process (its own stderr, its own exit)."""
     with workdir(tmp_path) as d:
         bad = d / "bad.json"
-        bad.write_bytes(mutated(data, base["state_full"]))
+        bad.write_bytes(mutated(data, base[data.draw(st.sampled_from(["state_full",
+                                                                      "state_components"]))]))
         out = d / "merged.json"
         before = digests(d)
         p = subprocess.run([str(LOSSCTL), "merge", str(bad), "--emit-state", str(out), "-f", "json"],

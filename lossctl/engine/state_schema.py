@@ -4,9 +4,14 @@ A state file comes from anywhere (another machine, another day, an editor),
 so its shape and every count and size in it are checked against what its
 loss definitions imply before anything is allocated or added: a 44 KB file
 claiming 300,000 bootstrap buckets is refused at once instead of taking
-gigabytes.  The state is described part by part in :data:`PARTS`: each part
-is a schema (its shape) and a rule (its sizes against the definition); a new
-kind of state adds its part there.
+gigabytes.
+
+The state is described part by part: :data:`PARTS` (the top-level parts:
+sums, slices, buckets, per-slice buckets, top rows), each a schema (its
+shape) and a rule (its sizes against the definition); the groupings share
+:func:`_groups`; each kind of component (the states of curve and extreme
+metrics) has its check in :data:`COMPONENTS`.  A new kind of state adds its
+part or its component there.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.components import Binned, Maximum
 from ..core.exact import _SCALE
+from ..core.histogram import MAX_KEYS, ScoreHistogram
 from ..core.intervals import BUCKETS
 from ..core.losses import CATALOGUE, Loss, bind
-from ..core.state import STATE_VERSION
-from ..core.validate import check_columns
+from ..core.state import SLICE_BUCKETS, STATE_VERSION, EvalState
 from ..errors import UsageError
 from ..io.documents import (
     Bool,
@@ -41,7 +47,7 @@ from ..io.documents import (
     field,
 )
 
-MAX_WIDTH = 1 << 24  # columns (or classes) of a role
+MAX_WIDTH = 1 << 20  # columns (or classes) of a role: a component may keep one cell per class
 COUNT = Int(0, 2**63 - 1)  # rows are counted in int64
 # An exact sum is an integer in units of 2**-1074 of at most 2**64 values, each below 2**1024
 # (a loss or a weight), or below 2**2048 for a weighted loss (a product that overflows float64
@@ -51,7 +57,8 @@ WEIGHT_SUM = Obj({"scaled": HexInt(_SCALE + 1024 + 64, lo=0),
 LOSS_SUM = Obj({"scaled": HexInt(_SCALE + 2048 + 64),
                 "nonfinite": FloatText(lambda x: x == 0 or x != x or abs(x) == float("inf"),
                                        'the sum of non-finite values: "0.0", "inf", "-inf" or "nan"')})
-_BY_NAME = {d.name: d for d in CATALOGUE}
+_NAMES = sorted({d.name for d in CATALOGUE})
+_TASKS = sorted({d.task for d in CATALOGUE})
 
 
 @dataclass
@@ -59,9 +66,15 @@ class Definition:
     """What the state's header says, which the parts' sizes must agree with."""
 
     losses: list[Loss]
-    kernels: list[str]  # the names of the exact sums: one per kernel (mse and rmse share one)
+    terms: list[str]  # the names of the exact sums, one per distinct term
+    components: dict[str, Any]  # component name -> spec
     weighted: bool
     rows: int
+
+    @property
+    def with_intervals(self) -> dict[str, Any]:
+        """The components bootstrap buckets keep (score histograms do not)."""
+        return {n: s for n, s in self.components.items() if s.intervals}
 
 
 @dataclass
@@ -69,87 +82,197 @@ class Part:
     """One part of a state: its shape, and a rule checking its sizes against the definition."""
 
     schema: Schema
-    rule: Callable[[Any, Definition, str], None] | None = None
+    rule: Callable[[Any, Definition, str, dict], None] | None = None  # (part, def, where, state)
+
+
+def _problem(where: str, text: str) -> Invalid:
+    return Invalid(where, "", problem=text)
 
 
 def _length(items: list, n: int, where: str, what: str) -> None:
     if len(items) != n:
-        raise Invalid(where, "", problem=f"expected {n} item(s) ({what}), got {len(items)}")
+        raise _problem(where, f"expected {n} item(s) ({what}), got {len(items)}")
 
 
-def _sum_names(sums: dict, d: Definition, where: str) -> None:
-    if sorted(sums) != sorted(d.kernels):
-        raise Invalid(where, "", problem=f"expected the sums of {', '.join(d.kernels)}, "
-                                         f"got {', '.join(sums) or 'none'}")
+def _names(got: dict, want: list[str], where: str, what: str) -> None:
+    if sorted(got) != sorted(want):
+        raise _problem(where, f"expected {what} {', '.join(want) or 'none'}, "
+                              f"got {', '.join(got) or 'none'}")
 
 
-def _weight_sum(w: dict, d: Definition, where: str) -> None:
-    if not d.weighted and int(w["scaled"], 16) != d.rows << _SCALE:
-        raise Invalid(field(where, "scaled"), "", problem=f"an unweighted state's weight sum is its "
-                                                          f"row count ({d.rows})")
+# --------------------------------------------------------------------------
+# Components: one check per kind, each given the number of groups it must hold
+# --------------------------------------------------------------------------
+
+Check = Callable[[Any, Any, int, bool, str], None]  # (data, spec, groups, weighted, where)
 
 
-def _groups(g: dict, d: Definition, where: str, n: int, what: str) -> None:
-    """Per-group counts, weight sums and loss sums: ``n`` groups, adding up to the state's rows."""
-    _length(g["rows"], n, field(where, "rows"), what)
-    if sum(g["rows"]) != d.rows:
-        raise Invalid(field(where, "rows"), "", problem=f"the counts add up to {sum(g['rows'])}, "
-                                                        f"the state has {d.rows} rows")
+def _groups_field(c: dict, groups: int, where: str) -> None:
+    if c["groups"] != groups:
+        raise Invalid(field(where, "groups"), str(groups), c["groups"])
+
+
+BINNED = Obj({"groups": COUNT, "rows": List(COUNT), "sums": Map(List(LOSS_SUM)),
+              "counts": Map(List(COUNT))})
+
+
+def _binned(c: Any, spec: Binned, groups: int, weighted: bool, where: str) -> None:
+    BINNED.check(c, where)
+    _groups_field(c, groups, where)
+    cells, what = groups * spec.bins, f"{spec.bins} bins per group"
+    _length(c["rows"], cells, field(where, "rows"), what)
+    summed = [ch.name for ch in spec.channels if weighted or ch.value is not None]
+    counted = [ch.name for ch in spec.channels if not weighted and ch.value is None]
+    _names(c["sums"], summed, field(where, "sums"), "the channels")
+    _names(c["counts"], counted, field(where, "counts"), "the channels")
+    for part in ("sums", "counts"):
+        for name, values in c[part].items():
+            _length(values, cells, field(field(where, part), name), what)
+
+
+_HEX64 = HexInt(64, lo=0)
+SIDE = Obj({"keys": List(_HEX64), "counts": List(COUNT), "low": List(_HEX64), "high": List(_HEX64),
+            "weights": Opt(List(WEIGHT_SUM))})
+HISTOGRAM = Obj({"groups": COUNT, "hists": Map(Obj({
+    "shift": Int(0, 63), "sides": Tuple(SIDE, SIDE, expected="[negatives, positives]")}))})
+
+
+def _histogram(c: Any, spec: ScoreHistogram, groups: int, weighted: bool, where: str) -> None:
+    HISTOGRAM.check(c, where)
+    _groups_field(c, groups, where)
+    for g, h in c["hists"].items():
+        at = field(field(where, "hists"), g)
+        if not g.isdigit() or str(int(g)) != g or int(g) >= groups:
+            raise _problem(at, f"a histogram of group {g!r}: groups are 0 to {groups - 1}")
+        for i, side in enumerate(h["sides"]):
+            s = f"{field(at, 'sides')}[{i}]"
+            n = len(side["keys"])
+            if n > MAX_KEYS:
+                raise _problem(field(s, "keys"), f"{n} scores, more than a histogram keeps "
+                                                 f"({MAX_KEYS})")
+            for name in ("counts", "low", "high"):
+                _length(side[name], n, field(s, name), "one per key")
+            if weighted != (side["weights"] is not None):
+                raise Invalid(field(s, "weights"), "a list of weight sums" if weighted else "null",
+                              side["weights"])
+            if side["weights"] is not None:
+                _length(side["weights"], n, field(s, "weights"), "one per key")
+
+
+MAXIMUM = Obj({"groups": COUNT, "max": List(FloatText())})
+
+
+def _maximum(c: Any, spec: Maximum, groups: int, weighted: bool, where: str) -> None:
+    MAXIMUM.check(c, where)
+    _groups_field(c, groups, where)
+    _length(c["max"], groups, field(where, "max"), "one per group")
+
+
+COMPONENTS: dict[type, Check] = {Binned: _binned, ScoreHistogram: _histogram, Maximum: _maximum}
+
+
+def _components(comps: dict, specs: dict[str, Any], groups: int, weighted: bool,
+                where: str) -> None:
+    _names(comps, list(specs), where, "the components")
+    for name, spec in specs.items():
+        COMPONENTS[type(spec)](comps[name], spec, groups, weighted, field(where, name))
+
+
+# --------------------------------------------------------------------------
+# The parts of a state
+# --------------------------------------------------------------------------
+
+
+def _groups(g: dict, d: Definition, where: str, n: int, what: str, specs: dict[str, Any],
+            at_most: bool = False) -> None:
+    """Per-group counts, weight sums, term sums and components: ``n`` groups (or at most ``n``),
+    their counts adding up to the state's rows."""
+    rows = g["rows"]
+    if at_most and len(rows) > n:
+        raise _problem(field(where, "rows"), f"{len(rows)} groups, more than {n} ({what})")
+    if not at_most:
+        _length(rows, n, field(where, "rows"), what)
+    if sum(rows) != d.rows:
+        raise _problem(field(where, "rows"), f"the counts add up to {sum(rows)}, the state has "
+                                             f"{d.rows} rows")
     if d.weighted != (g["weight"] is not None):
         raise Invalid(field(where, "weight"), "a list of weight sums" if d.weighted else "null",
                       g["weight"])
     if g["weight"] is not None:
-        _length(g["weight"], n, field(where, "weight"), what)
-    _sum_names(g["sums"], d, field(where, "sums"))
+        _length(g["weight"], len(rows), field(where, "weight"), "one per group")
+    _names(g["sums"], d.terms, field(where, "sums"), "the sums of")
     for name, sums in g["sums"].items():
-        _length(sums, n, field(field(where, "sums"), name), what)
+        _length(sums, len(rows), field(field(where, "sums"), name), "one per group")
+    _components(g["components"], specs, len(rows), d.weighted, field(where, "components"))
 
 
-def _slices(s: dict, d: Definition, where: str) -> None:
+def _sums(sums: dict, d: Definition, where: str, state: dict) -> None:
+    _names(sums, d.terms, where, "the sums of")
+
+
+def _overall_components(comps: dict, d: Definition, where: str, state: dict) -> None:
+    _components(comps, d.components, 1, d.weighted, where)
+
+
+def _weight_sum(w: dict, d: Definition, where: str, state: dict) -> None:
+    if not d.weighted and int(w["scaled"], 16) != d.rows << _SCALE:
+        raise _problem(field(where, "scaled"), f"an unweighted state's weight sum is its row count "
+                                               f"({d.rows})")
+
+
+def _slices(s: dict, d: Definition, where: str, state: dict) -> None:
     keys = s["keys"]
     if len(keys) > s["limit"]:
-        raise Invalid(field(where, "keys"), "", problem=f"{len(keys)} slices, more than the limit "
-                                                        f"{s['limit']}")
+        raise _problem(field(where, "keys"), f"{len(keys)} slices, more than the limit {s['limit']}")
     seen = set()
     for i, k in enumerate(keys):
         _length(k, len(s["by"]), field(field(where, "keys"), i), "one value per --by column")
         if tuple(k) in seen:
-            raise Invalid(field(field(where, "keys"), i), "", problem="a slice key given twice")
+            raise _problem(field(field(where, "keys"), i), "a slice key given twice")
         seen.add(tuple(k))
-    _groups(s, d, where, len(keys), "one per slice")
+    _groups(s, d, where, len(keys), "one per slice", d.components, at_most=True)
 
 
-def _buckets(b: dict, d: Definition, where: str) -> None:
-    _groups(b, d, where, b["count"], "one per bucket")
+def _buckets(b: dict, d: Definition, where: str, state: dict) -> None:
+    _groups(b, d, where, b["count"], "one per bucket", d.with_intervals)
 
 
-def _top(t: dict, d: Definition, where: str) -> None:
+def _slice_buckets(b: dict, d: Definition, where: str, state: dict) -> None:
+    if state["slices"] is None or state["buckets"] is None:
+        raise Invalid(where, "null (per-slice buckets need slices and buckets)", b)
+    n = len(state["slices"]["keys"]) * SLICE_BUCKETS
+    _groups(b, d, where, n, f"{SLICE_BUCKETS} per slice", {}, at_most=True)
+
+
+def _top(t: dict, d: Definition, where: str, state: dict) -> None:
     loss = next((l for l in d.losses if l.key == t["loss"]), None)
-    if loss is None:
-        raise Invalid(field(where, "loss"), "one of the losses: "
-                      + ", ".join(l.key for l in d.losses), t["loss"])
+    if loss is None or not loss.definition.per_row:
+        raise Invalid(field(where, "loss"), "one of the losses (a mean): "
+                      + ", ".join(l.key for l in d.losses if l.definition.per_row), t["loss"])
     if t["sign"] != (-1.0 if loss.definition.higher_is_better else 1.0):
-        raise Invalid(field(where, "sign"), "", problem=f"does not match {loss.key}'s direction")
+        raise _problem(field(where, "sign"), f"does not match {loss.key}'s direction")
     if len(t["rows"]) > t["n"]:
-        raise Invalid(field(where, "rows"), "", problem=f"{len(t['rows'])} rows, more than n "
-                                                        f"({t['n']})")
+        raise _problem(field(where, "rows"), f"{len(t['rows'])} rows, more than n ({t['n']})")
 
 
-def _groups_schema(**extra: Schema) -> dict[str, Schema]:
-    return {**extra, "rows": List(COUNT), "weight": Opt(List(WEIGHT_SUM)), "sums": Map(List(LOSS_SUM))}
+def _group_fields(**extra: Schema) -> dict[str, Schema]:
+    return {**extra, "rows": List(COUNT), "weight": Opt(List(WEIGHT_SUM)),
+            "sums": Map(List(LOSS_SUM)), "components": Map(Json())}
 
 
 TOP_ROW = Tuple(FloatText(), Str(), COUNT, Map(Json()),
                 expected="a top row: [value, file, row, kept columns]")
 
-# The parts of a state, each with its shape and its rule.  A new kind of state goes here.
+# The top-level parts of a state, each with its shape and its rule.  A new kind of state goes here.
 PARTS: dict[str, Part] = {
     "weight_sum": Part(WEIGHT_SUM, _weight_sum),
-    "sums": Part(Map(LOSS_SUM), _sum_names),
-    "slices": Part(Opt(Obj(_groups_schema(by=List(Str(), min_len=1), limit=Int(1),
-                                          keys=List(List(Scalar()))))), _slices),
-    "buckets": Part(Opt(Obj(_groups_schema(count=Const(BUCKETS), seed=Int(0, 2**64 - 1)))),
+    "sums": Part(Map(LOSS_SUM), _sums),
+    "components": Part(Map(Json()), _overall_components),
+    "slices": Part(Opt(Obj(_group_fields(by=List(Str(), min_len=1), limit=Int(1),
+                                         keys=List(List(Scalar()))))), _slices),
+    "buckets": Part(Opt(Obj(_group_fields(count=Const(BUCKETS), seed=Int(0, 2**64 - 1)))),
                     _buckets),
+    "slice_buckets": Part(Opt(Obj(_group_fields(per_slice=Const(SLICE_BUCKETS)))), _slice_buckets),
     "top": Part(Opt(Obj({"loss": Str(), "n": Int(1), "sign": OneOf(Const(1.0), Const(-1.0)),
                          "rows": List(TOP_ROW)})), _top),
 }
@@ -157,38 +280,40 @@ PARTS: dict[str, Part] = {
 
 def _loss(entry: dict, where: str) -> None:
     try:
-        bind(_BY_NAME[entry["name"]], entry["params"], entry["key"])
+        bind(Loss.from_json(entry).definition, entry["params"], entry["key"])
     except UsageError as e:
-        raise Invalid(field(where, "params"), "", problem=str(e)) from None
+        raise _problem(field(where, "params"), str(e)) from None
 
 
-LOSS = Obj({"key": Str(max_len=1000), "name": Str(choices=_BY_NAME), "params": Map(Scalar())},
-           rules=[_loss], expected="a loss: {key, name, params}")
+LOSS = Obj({"key": Str(max_len=1000), "name": Str(choices=_NAMES), "task": Str(choices=_TASKS),
+            "params": Map(Scalar())}, optional=("task",), rules=[_loss],
+           expected="a loss: {key, name, task, params}")
 
 
-def definition(state: dict) -> Definition:
-    """The losses and counts of a state whose fields are each valid."""
+def definition(state: dict, where: str) -> Definition:
+    """The losses, sums and components of a state whose header fields are each valid."""
     losses = [Loss.from_json(l) for l in state["losses"]]
-    kernels: dict[tuple, str] = {}
-    for l in losses:  # as EvalState names its sums
-        kernels.setdefault(l.rows_key, l.canonical)
-    return Definition(losses, list(kernels.values()), state["weighted"], state["rows"])
+    try:
+        bare = EvalState(losses, state["label_width"], state["pred_width"], state["weighted"],
+                         state["nan"])
+    except UsageError as e:  # widths that do not fit the losses
+        raise _problem(field(where, "pred_width"), str(e)) from None
+    names = bare._names()  # how to_json names each sum and component
+    return Definition(losses, [names[k] for k in bare._terms],
+                      {names[k]: spec for k, spec in bare._specs.items()}, state["weighted"],
+                      state["rows"])
 
 
 def _state(state: dict, where: str) -> None:
     keys = [l["key"] for l in state["losses"]]
     if len(set(keys)) != len(keys):
-        raise Invalid(field(where, "losses"), "", problem="a loss given twice")
+        raise _problem(field(where, "losses"), "a loss given twice")
     if state["rows_seen"] != state["rows"] + state["rows_skipped"]:
-        raise Invalid(field(where, "rows_seen"), "", problem="is not rows + rows_skipped")
-    d = definition(state)
-    try:
-        check_columns(d.losses, state["label_width"], state["pred_width"])
-    except UsageError as e:
-        raise Invalid(field(where, "pred_width"), "", problem=str(e)) from None
+        raise _problem(field(where, "rows_seen"), "is not rows + rows_skipped")
+    d = definition(state, where)
     for name, part in PARTS.items():
         if part.rule is not None and state[name] is not None:
-            part.rule(state[name], d, field(where, name))
+            part.rule(state[name], d, field(where, name), state)
 
 
 STATE = Obj({
@@ -229,12 +354,11 @@ def _columns(doc: dict, where: str) -> None:
     top = state["top"]["rows"] if state["top"] is not None else []
     for i, row in enumerate(top):
         if set(row[3]) != keep:
-            raise Invalid(field(field(field(where, "state"), "top"), "rows") + f"[{i}][3]", "",
-                          problem="the kept columns are not columns.keep")
+            raise _problem(field(field(field(where, "state"), "top"), "rows") + f"[{i}][3]",
+                           "the kept columns are not columns.keep")
 
 
 def state_file(kind: str) -> Obj:
     """The schema of a whole state file: the state, with its inputs and columns."""
     return Obj({"kind": Const(kind), "version": Const(STATE_VERSION), "inputs": List(Str()),
                 "columns": COLUMNS, "losses_chosen": Bool(), "state": STATE}, rules=[_columns])
-
