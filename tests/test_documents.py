@@ -50,8 +50,12 @@ def d(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (t / "binary.csv").write_text("seg,z,s\n" + "".join(
         f"{'ab'[i % 2]},{i % 3 == 0:d},{(i * 37 % 101) / 101}\n" for i in range(200)))
     assert run("runner", ["eval", t / "binary.csv", "-l", "z", "-p", "s", "-m",
-                          "bce,ece,roc_auc,max_error", "--by", "seg", "--ci",
+                          "bce,ece,roc_auc,max_error", "--by", "seg", "--ci", "--quantiles",
                           "--emit-state", out["component_state"]]).code == 0
+    # the page's reliability bins (--html, without ece)
+    out["calibration_state"] = t / "calibration.json"
+    assert run("runner", ["eval", t / "binary.csv", "-l", "z", "-p", "s", "-m", "bce", "--html",
+                          "/dev/null", "--emit-state", out["calibration_state"]]).code == 0
     r = run("runner", ["eval", out["csv"], "-l", "y", "-p", "p", "-m", "mse,huber:delta=2",
                        "-f", "json"])
     out["baseline"].write_text(r.out)
@@ -376,13 +380,35 @@ BAD_COMPONENT_STATES: dict[str, tuple[Edit, list[str]]] = {
                                ["field state.slice_buckets.rows: 150 groups, more than 100"]),
     "slice_buckets_without_buckets": (lambda doc: doc["state"].update(buckets=None),
                                       ["field state.slice_buckets: expected null"]),
+    "sketch_keys_out_of_order": (lambda doc: doc["state"]["sketches"]["bce:eps=2.220446049250313e-16"]
+                                 ["keys"].reverse(), ["keys: not in increasing order"]),
+    "sketch_key_too_large": (lambda doc: doc["state"]["sketches"]["residuals" if "residuals" in
+                                                                 doc["state"]["sketches"] else
+                                                                 "bce:eps=2.220446049250313e-16"]
+                             ["keys"].__setitem__(-1, 2**18), ["expected at most 262143"]),
+    "sketch_mantissa_bits": (lambda doc: [v.update(mantissa_bits=7)
+                                          for v in doc["state"]["sketches"].values()],
+                             ["mantissa_bits: expected 6, got 7"]),
+    "sketch_rows_short": (lambda doc: [v["rows"].pop() for v in doc["state"]["sketches"].values()],
+                          ["rows: expected", "one per key"]),
+    "sketch_missing": (lambda doc: doc["state"]["sketches"].clear(),
+                       ["field state.sketches: expected the distributions of"]),
+}
+BAD_CALIBRATION_STATES: dict[str, tuple[Edit, list[str]]] = {
+    "calibration_rows": (lambda doc: doc["state"]["calibration"]["rows"].append(0),
+                         ["field state.calibration.rows: expected 15 item(s)"]),
+    "calibration_groups": (lambda doc: doc["state"]["calibration"].update(groups=5),
+                           ["field state.calibration.groups: expected 1, got 5"]),
+    "calibration_not_an_object": (_set("state.calibration", [1, 2]),
+                                  ["field state.calibration: expected an object"]),
 }
 
 
-@pytest.mark.parametrize("case", [*BAD_STATES, *BAD_COMPONENT_STATES])
+@pytest.mark.parametrize("case", [*BAD_STATES, *BAD_COMPONENT_STATES, *BAD_CALIBRATION_STATES])
 def test_bad_states(d: dict[str, Path], tmp_path: Path, case: str) -> None:
-    edit, needles = {**BAD_STATES, **BAD_COMPONENT_STATES}[case]
+    edit, needles = {**BAD_STATES, **BAD_COMPONENT_STATES, **BAD_CALIBRATION_STATES}[case]
     source = "component_state" if case in BAD_COMPONENT_STATES else \
+        "calibration_state" if case in BAD_CALIBRATION_STATES else \
         "plain_state" if case in ("unknown_loss", "loss_params", "missing_sum", "extra_sum") else "state"
     doc = json.loads(d[source].read_text())
     edit(doc)
@@ -410,7 +436,7 @@ def test_malformed_state_files(d: dict[str, Path], tmp_path: Path, case: str) ->
 
 
 def test_every_real_state_is_valid(d: dict[str, Path]) -> None:
-    for s in (d["state"], d["plain_state"], d["component_state"]):
+    for s in (d["state"], d["plain_state"], d["component_state"], d["calibration_state"]):
         r = run("runner", ["merge", s, s, "-f", "json"])
         assert r.code == 0, r.err
 

@@ -53,7 +53,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     states = {
         "full": ["-w", "w", "-m", "mse,rmse,mae", "--by", "seg", "--ci", "--top", "3", "mae",
                  "--keep", "id"],
-        "plain": ["-m", "huber:delta=2,mae", "--nan", "skip"],
+        "plain": ["-m", "huber:delta=2,mae", "--nan", "skip", "--quantiles"],
         "slices": ["-m", "mse", "--by", "seg,id", "--max-slices", "500"],
     }
     frame = small_frame(150, 12)
@@ -61,11 +61,14 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     frame["s"] = 1 / (1 + np.exp(-frame["p"]))
     frame.to_csv(d / "binary.csv", index=False)
     states["components"] = ["-w", "w", "-m", "bce,ece:bins=5,roc_auc,max_error,accuracy",
-                            "--by", "seg", "--ci", "--top", "2", "bce", "--keep", "id"]
+                            "--by", "seg", "--ci", "--top", "2", "bce", "--keep", "id",
+                            "--quantiles"]
+    states["calibration"] = ["-m", "bce", "--html", "/dev/null"]  # the page's reliability bins
     for name, args in states.items():
         path = d / f"{name}.json"
-        cols = ["-l", "z", "-p", "s"] if name == "components" else COLS
-        data = d / "binary.csv" if name == "components" else out["data"]
+        binary = name in ("components", "calibration")
+        cols = ["-l", "z", "-p", "s"] if binary else COLS
+        data = d / "binary.csv" if binary else out["data"]
         r = run("runner", ["eval", data, *cols, *args, "--emit-state", path])
         assert r.code == 0, r.err
         out[f"state_{name}"] = json.loads(path.read_text())
@@ -206,7 +209,7 @@ def check_run(r: Run, d: Path, before: dict[str, str], out: Path, kind: str) -> 
 
 
 @settings(FUZZ, max_examples=_LONG or 300)  # the component states are the slowest to merge
-@given(data=st.data(), which=st.sampled_from(["full", "plain", "slices", "components"]),
+@given(data=st.data(), which=st.sampled_from(["full", "plain", "slices", "components", "calibration"]),
        alone=st.booleans())
 def test_fuzzed_states(base: dict[str, Any], tmp_path: Path, data: st.DataObject, which: str,
                        alone: bool) -> None:

@@ -7,7 +7,8 @@ claiming 300,000 bootstrap buckets is refused at once instead of taking
 gigabytes.
 
 The state is described part by part: :data:`PARTS` (the top-level parts:
-sums, slices, buckets, per-slice buckets, top rows), each a schema (its
+sums, slices, buckets, per-slice buckets, top rows, per-row distributions,
+reliability bins), each a schema (its
 shape) and a rule (its sizes against the definition); the groupings share
 :func:`_groups`; each kind of component (the states of curve and extreme
 metrics) has its check in :data:`COMPONENTS`.  A new kind of state adds its
@@ -25,6 +26,7 @@ from ..core.exact import _SCALE
 from ..core.histogram import MAX_KEYS, ScoreHistogram
 from ..core.intervals import BUCKETS
 from ..core.losses import CATALOGUE, Loss, bind
+from ..core.sketch import _KEYS, MANTISSA_BITS
 from ..core.state import SLICE_BUCKETS, STATE_VERSION, EvalState
 from ..errors import UsageError
 from ..io.documents import (
@@ -70,6 +72,8 @@ class Definition:
     components: dict[str, Any]  # component name -> spec
     weighted: bool
     rows: int
+    sketches: list[str]  # the names of the per-row distributions kept (--quantiles, --html)
+    calibration: Any  # the spec of the reliability bins kept for the page, or None
 
     @property
     def with_intervals(self) -> dict[str, Any]:
@@ -157,6 +161,26 @@ def _histogram(c: Any, spec: ScoreHistogram, groups: int, weighted: bool, where:
                               side["weights"])
             if side["weights"] is not None:
                 _length(side["weights"], n, field(s, "weights"), "one per key")
+
+
+SKETCH = Obj({"mantissa_bits": Const(MANTISSA_BITS), "keys": List(Int(0, _KEYS - 1)),
+               "rows": List(COUNT), "low": List(FloatText()), "high": List(FloatText()),
+               "weights": Opt(List(HexInt(_SCALE + 1024 + 64, lo=0)))})
+
+
+def _sketch(c: Any, weighted: bool, where: str) -> None:
+    """A per-row distribution: increasing bucket keys, one count, bound and weight per key."""
+    SKETCH.check(c, where)
+    keys = c["keys"]
+    if any(b <= a for a, b in zip(keys, keys[1:], strict=False)):
+        raise _problem(field(where, "keys"), "not in increasing order")
+    for name in ("rows", "low", "high"):
+        _length(c[name], len(keys), field(where, name), "one per key")
+    if weighted != (c["weights"] is not None):
+        raise Invalid(field(where, "weights"), "a list of weights" if weighted else "null",
+                      c["weights"])
+    if c["weights"] is not None:
+        _length(c["weights"], len(keys), field(where, "weights"), "one per key")
 
 
 MAXIMUM = Obj({"groups": COUNT, "max": List(FloatText())})
@@ -255,6 +279,17 @@ def _top(t: dict, d: Definition, where: str, state: dict) -> None:
         raise _problem(field(where, "rows"), f"{len(t['rows'])} rows, more than n ({t['n']})")
 
 
+def _sketches(sk: dict, d: Definition, where: str, state: dict) -> None:
+    _names(sk, d.sketches, where, "the distributions of")
+    for name, c in sk.items():
+        _sketch(c, d.weighted, field(where, name))
+
+
+def _calibration(c: Any, d: Definition, where: str, state: dict) -> None:
+    if d.calibration is not None:  # (bins no loss of this state can use are ignored)
+        _binned(c, d.calibration, 1, d.weighted, where)
+
+
 def _group_fields(**extra: Schema) -> dict[str, Schema]:
     return {**extra, "rows": List(COUNT), "weight": Opt(List(WEIGHT_SUM)),
             "sums": Map(List(LOSS_SUM)), "components": Map(Json())}
@@ -275,6 +310,8 @@ PARTS: dict[str, Part] = {
     "slice_buckets": Part(Opt(Obj(_group_fields(per_slice=Const(SLICE_BUCKETS)))), _slice_buckets),
     "top": Part(Opt(Obj({"loss": Str(), "n": Int(1), "sign": OneOf(Const(1.0), Const(-1.0)),
                          "rows": List(TOP_ROW)})), _top),
+    "sketches": Part(Opt(Map(Json())), _sketches),
+    "calibration": Part(Opt(Json()), _calibration),
 }
 
 
@@ -295,13 +332,15 @@ def definition(state: dict, where: str) -> Definition:
     losses = [Loss.from_json(l) for l in state["losses"]]
     try:
         bare = EvalState(losses, state["label_width"], state["pred_width"], state["weighted"],
-                         state["nan"])
+                         state["nan"], quantiles=state["sketches"] is not None,
+                         calibration=state["calibration"] is not None)
     except UsageError as e:  # widths that do not fit the losses
         raise _problem(field(where, "pred_width"), str(e)) from None
-    names = bare._names()  # how to_json names each sum and component
+    names = bare._names()  # how to_json names each sum, component and distribution
+    dist = bare.distributions
     return Definition(losses, [names[k] for k in bare._terms],
                       {names[k]: spec for k, spec in bare._specs.items()}, state["weighted"],
-                      state["rows"])
+                      state["rows"], [dist._name(k, names) for k in dist.specs], dist._bins_spec)
 
 
 def _state(state: dict, where: str) -> None:
