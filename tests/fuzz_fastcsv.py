@@ -1,11 +1,12 @@
 """A short fuzz of the C CSV parser's entry points, for the sanitizer run (tests/sanitize.sh).
 
 Not a pytest module: ``python tests/fuzz_fastcsv.py [SECONDS]`` feeds
-``_fastcsv.parse_floats`` and ``count_byte`` random and mutated blocks
+``_fastcsv.parse_floats`` and ``record_end`` random and mutated blocks
 (quotes, CR, empty and over-long fields, huge numbers, NUL and high bytes,
 truncation anywhere), each in a buffer of exactly its size so that
 AddressSanitizer sees any read past its end.  Where the parser accepts a
-block, its values must equal pyarrow's reading of it.  Fixed seed: the same
+block, its values must equal pyarrow's reading of it; every record end found
+in C must be the one the Python twin's walk finds.  Fixed seed: the same
 blocks every run.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from lossctl.io import fastcsv
+from lossctl.io import fastcsv, records
 
 NUMBERS = ["0", "1", "-1", "1.5", "-0.0", "1e308", "1e-320", "2.2250738585072014e-308", "9" * 25,
            "1" * 400, "1" * 600, "." + "5" * 40, "1e99999", "00012", "4.", ".4", "+3", '"7"',
@@ -90,10 +91,13 @@ def main(seconds: float) -> int:
         if got is not None:
             accepted += 1
             agrees_with_arrow(raw, delimiter, columns, wanted, got)
-        for _ in range(3):
+        for _ in range(3):  # the block cutter's scan, against its Python twin
             lo = rng.randrange(len(raw) + 1)
             hi = rng.randrange(lo, len(raw) + 1)
-            assert fast.count_byte(buf, lo, hi, ord(delimiter)) == raw.count(delimiter.encode(), lo, hi)
+            first, eof = rng.random() < 0.3, rng.random() < 0.5
+            got = fast.record_end(buf, lo, hi, delimiter, first, eof)
+            want = records._walk_record_end(raw, lo, hi, ord(delimiter), first, eof)
+            assert tuple(got) == want, (raw, lo, hi, first, eof, got, want)
         # raw slot tables and delimiters as the Python wrapper would never pass them
         slots = np.array([rng.choice([0, 1, 2, 0xFFFF]) for _ in range(ncols)], dtype=np.uint16)
         try:

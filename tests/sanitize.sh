@@ -3,9 +3,10 @@
 #
 # Builds lossctl/io/_fastcsv.c, lossctl/core/_exactsum.c and lossctl/core/_kernels.c
 # with -fsanitize=address,undefined into a temporary copy of the source tree, then
-# runs, against that copy, the tests that exercise them (the CSV fast path, the C
-# and NumPy twins of the exact sums, the intervals, the log-softmax) and a short
-# fuzz of the CSV parser's entry points (tests/fuzz_fastcsv.py).  Python itself
+# runs, against that copy, the tests that exercise them (the CSV fast path and the
+# block cutter's scan, the C and NumPy twins of the exact sums, the intervals, the
+# log-softmax) and a short fuzz of the CSV parser's entry points
+# (tests/fuzz_fastcsv.py).  Python itself
 # is not instrumented: libasan is preloaded, leak detection is off (the
 # interpreter keeps memory until exit by design).
 #
@@ -71,6 +72,8 @@ EOF
 
 status=0
 python -m pytest -q -p no:cacheprovider tests/test_fastcsv.py tests/test_intervals.py \
+    tests/test_inputs_hardening.py tests/test_sources_engine.py \
+    "tests/test_fuzz_inputs.py::test_record_end_c_and_twins_agree" \
     "tests/test_core_exactness.py::test_c_binning_gives_the_numpy_sums" \
     "tests/test_core_exactness.py::test_c_group_sums_give_the_numpy_sums" \
     tests/test_core_reference.py -k "not test_core_reference or log_softmax" \
