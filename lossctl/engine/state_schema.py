@@ -372,8 +372,13 @@ NAMES = List(Str())
 COLUMNS = Obj({"label": NAMES, "pred": NAMES, "weight": Opt(Str()),
                "label_width": Int(1, MAX_WIDTH), "pred_width": Int(1, MAX_WIDTH),
                "baseline": Opt(NAMES), "by": NAMES, "keep": NAMES, "key": Opt(Str()),
-               "roles": Map(NAMES)},
-              optional=("label_width", "pred_width", "baseline", "by", "keep", "key", "roles"))
+               "roles": Map(NAMES), "ci_key": Opt(Str())},
+              optional=("label_width", "pred_width", "baseline", "by", "keep", "key", "roles",
+                        "ci_key"))
+# the fingerprint of each input read (lossctl.io.fingerprint), refusing a shard merged twice
+INPUT_FILE = Obj({"name": Str(), "path": Str(), "size": COUNT,
+                  "digest": Str(pattern=r"sha256:[0-9a-f]{64}", expected='"sha256:" and 64 hex digits'),
+                  "role": Str(choices=("main", "label", "candidate")), "rows": COUNT})
 
 
 def _columns(doc: dict, where: str) -> None:
@@ -400,4 +405,5 @@ def _columns(doc: dict, where: str) -> None:
 def state_file(kind: str) -> Obj:
     """The schema of a whole state file: the state, with its inputs and columns."""
     return Obj({"kind": Const(kind), "version": Const(STATE_VERSION), "inputs": List(Str()),
-                "columns": COLUMNS, "losses_chosen": Bool(), "state": STATE}, rules=[_columns])
+                "input_files": List(INPUT_FILE), "columns": COLUMNS, "losses_chosen": Bool(),
+                "state": STATE}, optional=("input_files",), rules=[_columns])
