@@ -1,9 +1,16 @@
 """Peer implementations timed by ``bench/run.py``, one per subprocess.
 
-Usage: ``python bench/peers.py TOOL KIND FILE`` where TOOL is one of
-polars, duckdb, pandas, naive and KIND is csv, parquet, multiclass or slices
-(slices: polars and duckdb only; mse, rmse, mae of y vs p per value of the
-``slice`` column of a Parquet file).
+Usage: ``python bench/peers.py TOOL KIND FILE [LABELS]`` where TOOL is one of
+polars, duckdb, pandas, naive and KIND is
+
+* ``csv``, ``parquet``: mse, rmse, mae of y vs p (the format comes from the
+  file's extension: ``.csv``, ``.csv.gz`` or ``.parquet``);
+* ``multiclass``: sparse softmax cross-entropy of ``label`` vs ``logit_0..9``;
+* ``slices``: mse, rmse, mae of y vs p per value of the ``slice`` column;
+* ``wide``: sparse softmax cross-entropy of ``label`` vs a ``logits`` list column;
+* ``join``: mse, rmse, mae of ``y`` from LABELS vs ``p`` from FILE, joined on ``id``.
+
+slices, wide and join: polars and duckdb only.
 Prints ``{"tool", "versions", "rows", "values"}`` as JSON on stdout; slices
 also ``"slices": {VALUE: {"rows", "mse", "rmse", "mae"}}`` (``values`` empty).
 
@@ -50,15 +57,34 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _is_csv(path: str) -> bool:
+    return path.endswith((".csv", ".csv.gz"))
+
+
+# kinds only polars and DuckDB implement (the others are skipped there)
+POLARS_DUCKDB_ONLY = ("slices", "wide", "join")
+
+
 # --- polars: lazy scan + streaming engine ------------------------------------
 
 
-def run_polars(kind: str, path: str) -> Result:
+def run_polars(kind: str, path: str, labels: str | None = None) -> Result:
     """Lazy scan_csv/scan_parquet collected with the streaming engine."""
     import polars as pl
 
-    scan = pl.scan_csv(path) if kind == "csv" else pl.scan_parquet(path)
-    if kind == "slices":
+    scan = pl.scan_csv(path) if _is_csv(path) else pl.scan_parquet(path)
+    if kind == "join":
+        scan = scan.join(pl.scan_parquet(labels), on="id", how="inner")
+    if kind == "wide":
+        logits = pl.col("logits")
+        lse = logits.list.eval(
+            pl.element().max() + (pl.element() - pl.element().max()).exp().sum().log()
+        ).list.first()
+        out = scan.select(rows=pl.len(), ce=(lse - logits.list.get(pl.col("label"))).mean()).collect(
+            engine="streaming"
+        )
+        result = _multiclass(out["rows"][0], out["ce"][0])
+    elif kind == "slices":
         diff = pl.col("y") - pl.col("p")
         out = (
             scan.group_by("slice")
@@ -68,7 +94,7 @@ def run_polars(kind: str, path: str) -> Result:
         result = _slices(
             out["slice"].to_list(), out["rows"].to_list(), out["mse"].to_list(), out["mae"].to_list()
         )
-    elif kind in ("csv", "parquet"):
+    elif kind in ("csv", "parquet", "join"):
         diff = pl.col("y") - pl.col("p")
         out = scan.select(rows=pl.len(), mse=(diff * diff).mean(), mae=diff.abs().mean()).collect(
             engine="streaming"
@@ -88,17 +114,27 @@ def run_polars(kind: str, path: str) -> Result:
 # --- DuckDB: one SQL query ----------------------------------------------------
 
 
-def run_duckdb(kind: str, path: str) -> Result:
+def run_duckdb(kind: str, path: str, labels: str | None = None) -> Result:
     """A single aggregate SQL query over read_csv/read_parquet."""
     import duckdb
 
-    reader = f"read_csv({_sql_string(path)})" if kind == "csv" else (f"read_parquet({_sql_string(path)})")
+    reader = f"read_csv({_sql_string(path)})" if _is_csv(path) else f"read_parquet({_sql_string(path)})"
+    if kind == "join":
+        assert labels is not None
+        reader = f"{reader} JOIN read_parquet({_sql_string(labels)}) USING (id)"
     con = duckdb.connect()
-    if kind == "slices":
+    if kind == "wide":
+        sql = (
+            "SELECT count(*), avg(m + ln(list_sum(list_transform(logits, lambda v: exp(v - m)))) "
+            f"- logits[label + 1]) FROM (SELECT label, logits, list_max(logits) AS m FROM {reader})"
+        )
+        rows, ce = con.execute(sql).fetchone()
+        result = _multiclass(rows, ce)
+    elif kind == "slices":
         sql = f"SELECT slice, count(*), avg((y-p)^2), avg(abs(y-p)) FROM {reader} GROUP BY slice"
         keys, rows, mse, mae = zip(*con.execute(sql).fetchall(), strict=True)
         result = _slices(list(keys), list(rows), list(mse), list(mae))
-    elif kind in ("csv", "parquet"):
+    elif kind in ("csv", "parquet", "join"):
         sql = f"SELECT count(*), avg((y-p)^2), sqrt(avg((y-p)^2)), avg(abs(y-p)) FROM {reader}"
         rows, mse, rmse, mae = con.execute(sql).fetchone()
         result: Result = {
@@ -121,7 +157,7 @@ def run_duckdb(kind: str, path: str) -> Result:
 # --- pandas + scikit-learn: load everything, then sklearn.metrics ------------
 
 
-def run_pandas(kind: str, path: str) -> Result:
+def run_pandas(kind: str, path: str, labels: str | None = None) -> Result:
     """pandas.read_csv/read_parquet, then scikit-learn metrics in memory."""
     import pandas as pd
     import scipy
@@ -129,7 +165,7 @@ def run_pandas(kind: str, path: str) -> Result:
     from sklearn import metrics
 
     if kind in ("csv", "parquet"):
-        if kind == "csv":
+        if _is_csv(path):
             frame = pd.read_csv(path, usecols=REGRESSION_COLUMNS)
         else:
             frame = pd.read_parquet(path, columns=REGRESSION_COLUMNS)
@@ -160,12 +196,12 @@ def run_pandas(kind: str, path: str) -> Result:
 # --- naive pyarrow: batch reader + numpy --------------------------------------
 
 
-def run_naive(kind: str, path: str) -> Result:
+def run_naive(kind: str, path: str, labels: str | None = None) -> Result:
     """pyarrow.csv.open_csv / ParquetFile.iter_batches with numpy per batch."""
     import numpy as np
     import pyarrow as pa
 
-    if kind == "csv":
+    if _is_csv(path):
         import pyarrow.csv as pacsv
 
         convert = pacsv.ConvertOptions(
@@ -202,7 +238,7 @@ def run_naive(kind: str, path: str) -> Result:
     return result
 
 
-PEERS: dict[str, Callable[[str, str], Result]] = {
+PEERS: dict[str, Callable[[str, str, str | None], Result]] = {
     "polars": run_polars,
     "duckdb": run_duckdb,
     "pandas": run_pandas,
@@ -211,16 +247,17 @@ PEERS: dict[str, Callable[[str, str], Result]] = {
 
 
 def main(argv: list[str]) -> int:
-    """Run one peer on one file and print its result as JSON."""
-    kinds = ("csv", "parquet", "multiclass", "slices")
-    if len(argv) != 3 or argv[0] not in PEERS or argv[1] not in kinds:
+    """Run one peer on one file (two for a join) and print its result as JSON."""
+    kinds = ("csv", "parquet", "multiclass", "slices", "wide", "join")
+    if len(argv) not in (3, 4) or argv[0] not in PEERS or argv[1] not in kinds \
+            or (len(argv) == 4) != (argv[1] == "join"):
         print(__doc__, file=sys.stderr)
         return 2
-    if argv[1] == "slices" and argv[0] not in ("polars", "duckdb"):
-        print(f"{argv[0]}: no slices (group-by) implementation", file=sys.stderr)
+    if argv[1] in POLARS_DUCKDB_ONLY and argv[0] not in ("polars", "duckdb"):
+        print(f"{argv[0]}: no {argv[1]} implementation", file=sys.stderr)
         return 2
-    tool, kind, path = argv
-    result = PEERS[tool](kind, path)
+    tool, kind, path = argv[:3]
+    result = PEERS[tool](kind, path, argv[3] if len(argv) == 4 else None)
     result["tool"] = tool
     print(json.dumps(result))
     return 0

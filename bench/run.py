@@ -2,16 +2,17 @@
 """Benchmark ``lossctl eval`` against polars, DuckDB, pandas+scikit-learn and a
 naive pyarrow loop.
 
-Generates deterministic data files (CSV + Parquet regression, Parquet
-multiclass, Parquet with 100 slices) in a temporary directory, runs every tool
-in its own subprocess (wall time and the child's peak RSS via ``os.wait4``),
-prints a table and checks that all tools agree with a near-exact ``math.fsum``
-reference.
+Generates deterministic data files (``bench/generate.py``) in a temporary
+directory, runs every tool in its own subprocess (wall time and the child's
+peak RSS via ``os.wait4``), prints a table per task and checks that all tools
+agree with a near-exact ``math.fsum`` reference.
 
-The ``memory`` task runs lossctl alone on the regression CSV and Parquet files
-at ``--rows`` and a tenth of that: streaming means its peak RSS must not grow
-with the file.  The report ends with a summary of the performance targets
-measured in the run (``met``/``MISSED``), also saved with ``--json``.
+Every task's wall-time target is against the fastest of polars and DuckDB
+measured in the same run.  The ``memory`` task runs lossctl alone on the
+regression CSV and Parquet files at ``--rows`` and a tenth of that: streaming
+means its peak RSS must not grow with the file.  The report ends with a
+summary of the performance targets measured in the run (``met``/``MISSED``),
+also saved with ``--json``.
 
 The driver uses only the standard library, numpy and pyarrow; the peers live in
 ``bench/peers.py`` and import their libraries in their own process.
@@ -31,27 +32,38 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from generate import (
+    Dataset,
+    log,
+    make_join,
+    make_multiclass,
+    make_regression,
+    make_slices,
+    make_wide,
+    write_tiny_csv,
+)
 
 HERE = Path(__file__).resolve().parent
 PEERS_SCRIPT = HERE / "peers.py"
 
 TOOLS = ("lossctl", "polars", "duckdb", "pandas", "naive")
-TASKS = ("csv", "parquet", "multiclass", "memory", "startup", "slices")
+TASKS = (
+    "csv", "parquet", "multiclass", "memory", "startup", "slices",
+    "join", "wide", "gzip", "rowgroups", "csv-by", "ci",
+)
 TOOL_LABELS = {"pandas": "pandas+sklearn", "naive": "naive pyarrow"}
-# Peers that implement the slices task (a group-by); the others are skipped there.
-SLICE_PEERS = ("polars", "duckdb")
+# The peers every wall-time target is measured against (the fastest of them).
+FAST_PEERS = ("polars", "duckdb")
+# Task kinds only polars and DuckDB implement (group-by, list column, join);
+# the tasks added for issue 14 run these two peers only.
+FAST_PEER_KINDS = ("slices", "wide", "join")
 # Modules a peer needs; the driver only looks them up, it never imports them.
 PEER_MODULES = {
     "polars": ["polars"],
@@ -62,257 +74,31 @@ PEER_MODULES = {
 REGRESSION_METRICS = ("mse", "rmse", "mae")
 MULTICLASS_METRICS = ("sparse_softmax_ce",)
 
-GENERATOR_VERSION = 1  # bump when the generated data changes (invalidates --keep)
-BATCH_ROWS = 1_000_000  # generation batch == Parquet row group
-N_CLASSES = 10
-SEGMENTS = [f"s{k:02d}" for k in range(16)]
-SLICES = [f"s{k:03d}" for k in range(100)]
 STARTUP_RUNS = 10
 REL_TOL = 1e-12
-# Targets from the issue: `eval --by` (100 slices, 10M rows) peaks at most 1.5x
-# the RSS of plain eval; `--ci` adds at most 30% to the wall time.
+# Targets: `eval --by` (100 slices, 10M rows) peaks at most 1.5x the RSS of
+# plain eval; `--ci` adds at most 30% to the wall time.
 BY_RSS_TARGET = 1.5
 CI_WALL_TARGET = 1.3
-# Headline targets: lossctl's median wall time at most this multiple of the
-# peer's in TARGET_PEERS, and its peak RSS at most this many MiB.
-CSV_WALL_TARGET = 1.0
-PARQUET_WALL_TARGET = 1.0
-MULTICLASS_WALL_TARGET = 1.0
-CSV_RSS_TARGET_MIB = 200
-PARQUET_RSS_TARGET_MIB = 200
-MULTICLASS_RSS_TARGET_MIB = 250
-TARGET_PEERS = {
-    "csv": ("polars", CSV_WALL_TARGET, CSV_RSS_TARGET_MIB),
-    "parquet": ("duckdb", PARQUET_WALL_TARGET, PARQUET_RSS_TARGET_MIB),
-    "multiclass": ("duckdb", MULTICLASS_WALL_TARGET, MULTICLASS_RSS_TARGET_MIB),
-}
+# Every timed task: lossctl's median wall at most WALL_TARGET times the
+# fastest peer's (FAST_PEERS), peak RSS at most RSS_TARGETS_MIB (default
+# DEFAULT_RSS_MIB); a key join may add the label file's key and label columns
+# in memory to JOIN_RSS_EXTRA_MIB.
+WALL_TARGET = 1.0
+DEFAULT_RSS_MIB = 250
+RSS_TARGETS_MIB = {"csv": 200, "parquet": 200}
+JOIN_RSS_EXTRA_MIB = 150
 # `memory`: the file is MEMORY_SHRINK times smaller than --rows; the two peak
 # RSS values must be within 20% of each other (max / min <= 1.2).
 MEMORY_SHRINK = 10
 MEMORY_RSS_TARGET = 1.2
-# `startup`: medians strictly below these, in seconds.
-VERSION_WALL_TARGET_S = 0.15
-TINY_EVAL_WALL_TARGET_S = 0.5
-
-
-# --- data generation ----------------------------------------------------------
-
-
-@dataclass
-class Dataset:
-    """Generated files of one kind plus reference values computed while writing."""
-
-    rows: int
-    files: dict[str, str]
-    reference: dict[str, float]
-    # slices task only: per-slice {"rows": n, "mse": ..., "rmse": ..., "mae": ...}
-    slices: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-class FsumMean:
-    """Mean of float64 terms, correctly rounded in practice.
-
-    Each chunk's sum is kept as ``math.fsum`` plus the fsum of its residual
-    (together exact to ~1e-32 relative); the mean is their exact rational sum
-    divided by the count, rounded once.
-    """
-
-    def __init__(self) -> None:
-        self.partials: list[float] = []
-        self.count = 0
-
-    def add(self, terms: np.ndarray) -> None:
-        """Add a chunk of terms."""
-        values = terms.tolist()
-        total = math.fsum(values)
-        values.append(-total)
-        self.partials += [total, math.fsum(values)]
-        self.count += terms.size
-
-    def mean(self) -> float:
-        """Return the mean of all terms added so far."""
-        return float(sum(map(Fraction, self.partials), Fraction(0)) / self.count)
-
-
-def _batches(rows: int) -> Iterator[tuple[int, int, int]]:
-    """Yield (index, start, length) of the generation batches."""
-    for index, start in enumerate(range(0, rows, BATCH_ROWS)):
-        yield index, start, min(BATCH_ROWS, rows - start)
-
-
-def regression_batch(seed: int, index: int, start: int, n: int) -> pa.RecordBatch:
-    """One deterministic batch of id, segment, y, p, w."""
-    rng = np.random.default_rng([seed, 0, index])
-    y = rng.normal(100.0, 25.0, n)
-    p = y + rng.normal(0.0, 5.0, n)
-    w = rng.uniform(0.5, 2.0, n)
-    codes = pa.array(rng.integers(0, len(SEGMENTS), n, dtype=np.int8))
-    segment = pa.DictionaryArray.from_arrays(codes, pa.array(SEGMENTS))
-    return pa.record_batch(
-        {
-            "id": pa.array(np.arange(start, start + n, dtype=np.int64)),
-            "segment": segment.dictionary_decode(),
-            "y": pa.array(y),
-            "p": pa.array(p),
-            "w": pa.array(w),
-        }
-    )
-
-
-def slices_batch(seed: int, index: int, start: int, n: int) -> pa.RecordBatch:
-    """One deterministic batch of id, slice (100 values, random per row), y, p."""
-    rng = np.random.default_rng([seed, 2, index])
-    y = rng.normal(100.0, 25.0, n)
-    p = y + rng.normal(0.0, 5.0, n)
-    codes = pa.array(rng.integers(0, len(SLICES), n, dtype=np.int8))
-    slice_ = pa.DictionaryArray.from_arrays(codes, pa.array(SLICES))
-    return pa.record_batch(
-        {
-            "id": pa.array(np.arange(start, start + n, dtype=np.int64)),
-            "slice": slice_.dictionary_decode(),
-            "y": pa.array(y),
-            "p": pa.array(p),
-        }
-    )
-
-
-def multiclass_batch(seed: int, index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """One deterministic batch: labels (n,) and logits (N_CLASSES, n)."""
-    rng = np.random.default_rng([seed, 1, index])
-    label = rng.integers(0, N_CLASSES, n, dtype=np.int64)
-    logits = rng.normal(0.0, 2.0, (N_CLASSES, n))
-    logits[label, np.arange(n)] += 2.0  # make the true class more likely
-    return label, logits
-
-
-def _load_manifest(path: Path, rows: int, seed: int) -> Dataset | None:
-    """Return the cached dataset described by ``path`` if it is still valid."""
-    if not path.exists():
-        return None
-    meta = json.loads(path.read_text())
-    if (meta.get("version"), meta.get("rows"), meta.get("seed")) != (
-        GENERATOR_VERSION,
-        rows,
-        seed,
-    ):
-        return None
-    if not all(Path(f).exists() for f in meta["files"].values()):
-        return None
-    return Dataset(rows, meta["files"], meta["reference"], meta.get("slices", {}))
-
-
-def _save_manifest(path: Path, seed: int, dataset: Dataset) -> None:
-    """Write the manifest last, so a crash mid-generation is never cached."""
-    meta = {"version": GENERATOR_VERSION, "seed": seed, **asdict(dataset)}
-    path.write_text(json.dumps(meta, indent=1))
-
-
-def make_regression(directory: Path, rows: int, seed: int, stem: str) -> Dataset:
-    """Write ``stem``.csv and ``stem``.parquet (or reuse them) and compute references."""
-    manifest = directory / f"{stem}.json"
-    if cached := _load_manifest(manifest, rows, seed):
-        log(f"reusing {stem}.csv / {stem}.parquet in {directory}")
-        return cached
-    log(f"generating {rows:,} regression rows -> {stem}.csv, {stem}.parquet")
-    started = time.perf_counter()
-    csv_path, pq_path = directory / f"{stem}.csv", directory / f"{stem}.parquet"
-    sq, ab = FsumMean(), FsumMean()
-    schema = regression_batch(seed, 0, 0, 1).schema
-    with (
-        pacsv.CSVWriter(csv_path, schema) as csv_writer,
-        pq.ParquetWriter(pq_path, schema) as pq_writer,
-    ):
-        for index, start, n in _batches(rows):
-            batch = regression_batch(seed, index, start, n)
-            csv_writer.write_batch(batch)
-            pq_writer.write_batch(batch, row_group_size=BATCH_ROWS)
-            diff = batch.column("y").to_numpy() - batch.column("p").to_numpy()
-            sq.add(diff * diff)
-            ab.add(np.abs(diff))
-    mse = sq.mean()
-    dataset = Dataset(
-        rows,
-        {"csv": str(csv_path), "parquet": str(pq_path)},
-        {"mse": mse, "rmse": math.sqrt(mse), "mae": ab.mean()},
-    )
-    _save_manifest(manifest, seed, dataset)
-    log(f"  done in {time.perf_counter() - started:.1f} s")
-    return dataset
-
-
-def make_multiclass(directory: Path, rows: int, seed: int) -> Dataset:
-    """Write the multiclass Parquet file (or reuse it) and compute the reference."""
-    stem = f"multiclass-{rows}"
-    manifest = directory / f"{stem}.json"
-    if cached := _load_manifest(manifest, rows, seed):
-        log(f"reusing {stem}.parquet in {directory}")
-        return cached
-    log(f"generating {rows:,} multiclass rows -> {stem}.parquet")
-    started = time.perf_counter()
-    path = directory / f"{stem}.parquet"
-    ce = FsumMean()
-    names = ["label"] + [f"logit_{k}" for k in range(N_CLASSES)]
-    schema = pa.schema([(name, pa.int64() if k == 0 else pa.float64()) for k, name in enumerate(names)])
-    with pq.ParquetWriter(path, schema) as writer:
-        for index, _, n in _batches(rows):
-            label, logits = multiclass_batch(seed, index, n)
-            writer.write_batch(
-                pa.record_batch([label, *logits], schema=schema),
-                row_group_size=BATCH_ROWS,
-            )
-            row_max = logits.max(axis=0)
-            lse = row_max + np.log(np.exp(logits - row_max).sum(axis=0))
-            ce.add(lse - logits[label, np.arange(n)])
-    dataset = Dataset(rows, {"multiclass": str(path)}, {"sparse_softmax_ce": ce.mean()})
-    _save_manifest(manifest, seed, dataset)
-    log(f"  done in {time.perf_counter() - started:.1f} s")
-    return dataset
-
-
-def make_slices(directory: Path, rows: int, seed: int) -> Dataset:
-    """Write the slices Parquet file (or reuse it); overall and per-slice references."""
-    stem = f"slices-{rows}"
-    manifest = directory / f"{stem}.json"
-    cached = _load_manifest(manifest, rows, seed)
-    if cached and cached.slices:
-        log(f"reusing {stem}.parquet in {directory}")
-        return cached
-    log(f"generating {rows:,} rows with {len(SLICES)} slices -> {stem}.parquet")
-    started = time.perf_counter()
-    path = directory / f"{stem}.parquet"
-    sq, ab = FsumMean(), FsumMean()
-    slice_sq = [FsumMean() for _ in SLICES]
-    slice_ab = [FsumMean() for _ in SLICES]
-    schema = slices_batch(seed, 0, 0, 1).schema
-    with pq.ParquetWriter(path, schema) as writer:
-        for index, start, n in _batches(rows):
-            batch = slices_batch(seed, index, start, n)
-            writer.write_batch(batch, row_group_size=BATCH_ROWS)
-            diff = batch.column("y").to_numpy() - batch.column("p").to_numpy()
-            sq.add(diff * diff)
-            ab.add(np.abs(diff))
-            # Group the terms by slice: codes are re-derived from the strings.
-            codes = pc.index_in(batch.column("slice"), pa.array(SLICES)).to_numpy()
-            order = np.argsort(codes, kind="stable")
-            bounds = np.cumsum(np.bincount(codes, minlength=len(SLICES)))
-            for k, part in enumerate(np.split(diff[order], bounds[:-1])):
-                slice_sq[k].add(part * part)
-                slice_ab[k].add(np.abs(part))
-    slices = {}
-    for name, s_sq, s_ab in zip(SLICES, slice_sq, slice_ab, strict=True):
-        if s_sq.count:
-            mse = s_sq.mean()
-            slices[name] = {"rows": s_sq.count, "mse": mse, "rmse": math.sqrt(mse), "mae": s_ab.mean()}
-    mse = sq.mean()
-    dataset = Dataset(
-        rows,
-        {"slices": str(path)},
-        {"mse": mse, "rmse": math.sqrt(mse), "mae": ab.mean()},
-        slices,
-    )
-    _save_manifest(manifest, seed, dataset)
-    log(f"  done in {time.perf_counter() - started:.1f} s")
-    return dataset
+# `startup`: `lossctl --version` strictly below this; eval of the 10-row CSV
+# at most DuckDB's (python + import duckdb + the query).
+VERSION_WALL_TARGET_S = 0.1
+STARTUP_PEER = "duckdb"
+# sizes of the tasks added for issue 14
+WIDE_CLASSES = 1000
+WIDE_CHUNK = 4096
 
 
 # --- running and measuring children -------------------------------------------
@@ -410,12 +196,19 @@ def precompile_lossctl() -> None:
             compileall.compile_dir(folder, quiet=1)
 
 
-def lossctl_args(kind: str, path: str) -> list[str]:
-    """Arguments of ``lossctl eval`` for a task kind."""
+def lossctl_args(kind: str, path: str, labels: str | None = None) -> list[str]:
+    """Arguments of ``lossctl eval`` for a task kind (``labels``: the label file of a join)."""
     if kind == "multiclass":
         cols = ["-l", "label", "-p", "logit_*", "-m", "sparse_softmax_ce"]
+    elif kind == "wide":
+        cols = ["-l", "label", "-p", "logits", "-m", "sparse_softmax_ce"]
     else:
         cols = ["-l", "y", "-p", "p", "-m", ",".join(REGRESSION_METRICS)]
+        if kind == "slices":
+            cols += ["--by", "slice"]
+        if kind == "join":
+            assert labels is not None
+            cols += ["--labels", labels, "--key", "id"]
     return ["eval", path, *cols, "-f", "json", "--no-progress"]
 
 
@@ -511,20 +304,23 @@ def run_entries(task: str, entries: dict[str, Entry], repeat: int, timeout: floa
             )
 
 
-def tool_entries(tools: list[str], kind: str, path: str, lossctl: str | None) -> dict[str, Entry]:
-    """Build the entries (command lines) for the selected tools on one file."""
+def tool_entries(
+    tools: list[str], kind: str, path: str, lossctl: str | None, labels: str | None = None
+) -> dict[str, Entry]:
+    """Build the entries (command lines) for the selected tools on one file (two for a join)."""
     entries: dict[str, Entry] = {}
     for tool in tools:
         label = TOOL_LABELS.get(tool, tool)
         if tool == "lossctl":
-            entry = Entry(label, [lossctl or "lossctl", *lossctl_args(kind, path)], tool)
+            entry = Entry(label, [lossctl or "lossctl", *lossctl_args(kind, path, labels)], tool)
             if lossctl is None:
                 entry.status = "FAILED (lossctl executable not found)"
         else:
-            entry = Entry(label, [sys.executable, str(PEERS_SCRIPT), tool, kind, path], tool)
+            cmd = [sys.executable, str(PEERS_SCRIPT), tool, kind, path, *([labels] if labels else [])]
+            entry = Entry(label, cmd, tool)
             missing = [m for m in PEER_MODULES[tool] if not importlib.util.find_spec(m)]
-            if kind == "slices" and tool not in SLICE_PEERS:
-                entry.status = "skipped (no group-by peer for slices)"
+            if kind in FAST_PEER_KINDS and tool not in FAST_PEERS:
+                entry.status = f"skipped (no {kind} peer)"
             elif missing:
                 entry.status = f"skipped (not importable: {', '.join(missing)})"
         entries[tool] = entry
@@ -532,11 +328,6 @@ def tool_entries(tools: list[str], kind: str, path: str, lossctl: str | None) ->
 
 
 # --- reporting ------------------------------------------------------------------
-
-
-def log(message: str) -> None:
-    """Progress output goes to stderr, the report to stdout."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def load_average() -> str:
@@ -748,20 +539,44 @@ def measured_ratio(
     return a / b, ""
 
 
+def fastest_peer(results: dict[str, Any], task: str) -> tuple[str | None, float | None, str]:
+    """(label, median wall) of the fastest of FAST_PEERS in a stored task, or why there is none."""
+    tools = results.get(task, {}).get("tools", {})
+    walls = {k: tools[k]["wall_s"] for k in FAST_PEERS if k in tools and tools[k]["wall_s"]}
+    if not walls:
+        why = "; ".join(f"{k} {tools[k]['status']}" for k in FAST_PEERS if k in tools)
+        return None, None, why or "no peer among --tools"
+    best = min(walls, key=walls.__getitem__)
+    return TOOL_LABELS.get(best, best), walls[best], ""
+
+
+def peer_targets(results: dict[str, Any], task: str) -> list[Target]:
+    """Wall vs the fastest peer and peak RSS of each lossctl entry a task marked for targets."""
+    record = results[task]
+    peer, peer_wall, why = fastest_peer(results, task)
+    targets = []
+    for key in record["targets"]["entries"]:
+        label = record["tools"][key]["label"] if key in record["tools"] else key
+        wall, note = measured(results, task, key, "wall_s")
+        ratio = wall / peer_wall if wall is not None and peer_wall else None
+        name = f"{task}: {label} wall / fastest peer ({peer or '-'})"
+        targets.append(Target(name, WALL_TARGET, "x", ratio, note=note or why))
+        value, note = measured(results, task, key, "rss_mib")
+        targets.append(Target(f"{task}: {label} peak RSS", record["targets"]["rss_mib"], "MiB", value,
+                              note=note))
+    return targets
+
+
 def collect_targets(args: argparse.Namespace, results: dict[str, Any]) -> list[Target]:
-    """The targets of the tasks (and options) selected in this run, from the stored results.
+    """The targets of the tasks selected in this run, from the stored results.
 
     A task that was not selected has no line; a selected one whose tool did not
     run or failed is 'not measured', with the reason.
     """
     targets = []
-    for task, (peer, wall_limit, rss_limit) in TARGET_PEERS.items():
-        if task in args.tasks:
-            label = TOOL_LABELS.get(peer, peer)
-            value, note = measured_ratio(results, task, "lossctl", peer, "wall_s")
-            targets.append(Target(f"{task}: lossctl wall / {label} wall", wall_limit, "x", value, note=note))
-            value, note = measured(results, task, "lossctl", "rss_mib")
-            targets.append(Target(f"{task}: lossctl peak RSS", rss_limit, "MiB", value, note=note))
+    for task, record in results.items():
+        if isinstance(record, dict) and "targets" in record and task != "startup":
+            targets += peer_targets(results, task)
     if "memory" in args.tasks:
         memory = results.get("memory", {})
         for kind in ("csv", "parquet"):
@@ -772,10 +587,10 @@ def collect_targets(args: argparse.Namespace, results: dict[str, Any]) -> list[T
     if "startup" in args.tasks:
         value, note = measured(results, "startup", "lossctl --version", "wall_s")
         targets.append(Target("startup: lossctl --version", VERSION_WALL_TARGET_S, "s", value, True, note))
-        value, note = measured(results, "startup", "lossctl", "wall_s")
-        name = "startup: lossctl eval of the 10-row CSV"
-        targets.append(Target(name, TINY_EVAL_WALL_TARGET_S, "s", value, True, note))
-    if args.ci_overhead:
+        value, note = measured_ratio(results, "startup", "lossctl", STARTUP_PEER, "wall_s")
+        name = f"startup: lossctl eval of the 10-row CSV / {STARTUP_PEER}'s"
+        targets.append(Target(name, WALL_TARGET, "x", value, note=note))
+    if "ci" in args.tasks:
         for kind in ("parquet", "csv"):
             value, note = measured_ratio(results, f"ci_overhead_{kind}", "lossctl --ci", "lossctl", "wall_s")
             name = f"--ci: wall / plain eval wall, {kind}"
@@ -801,20 +616,6 @@ def report_targets(args: argparse.Namespace, results: dict[str, Any]) -> None:
 # --- tasks ------------------------------------------------------------------------
 
 
-def write_tiny_csv(directory: Path, seed: int) -> Dataset:
-    """A 10-row CSV for the start-up task (same schema as the big one)."""
-    batch = regression_batch(seed, 10**6, 0, 10)
-    path = directory / "tiny-10.csv"
-    pacsv.write_csv(pa.Table.from_batches([batch]), path)
-    diff = batch.column("y").to_numpy() - batch.column("p").to_numpy()
-    sq, ab = FsumMean(), FsumMean()
-    sq.add(diff * diff)
-    ab.add(np.abs(diff))
-    mse = sq.mean()
-    ref = {"mse": mse, "rmse": math.sqrt(mse), "mae": ab.mean()}
-    return Dataset(10, {"csv": str(path)}, ref)
-
-
 def report_task(
     title: str,
     entries: dict[str, Entry],
@@ -823,11 +624,14 @@ def report_task(
     results: dict[str, Any],
     name: str,
     overall: list[str] | None = None,
+    targets: list[str] | None = None,
+    rss_mib: float = DEFAULT_RSS_MIB,
 ) -> None:
     """Print one task's table and agreement check; store it in ``results``.
 
     ``overall`` restricts the check of the overall values to these entries
-    (default: all).
+    (default: all).  ``targets`` names the entries whose wall time (against
+    the fastest peer) and peak RSS (at most ``rss_mib``) are targets.
     """
     print(f"\n== {title}")
     print(timing_table(entries, base_key))
@@ -838,6 +642,9 @@ def report_task(
         labels = ", ".join(e.label for e in checked.values())
         print("agreement:" if overall is None else f"agreement ({labels}):")
         print(text)
+        exact_text, summary["exact"] = exactness(checked, dataset.reference)
+        if exact_text:
+            print(exact_text)
     results[name] = {
         "title": title,
         "rows": dataset.rows if dataset else None,
@@ -845,6 +652,36 @@ def report_task(
         "agreement": summary,
         "tools": {k: {**asdict(e), "wall_s": e.wall_s, "rss_mib": e.rss_mib} for k, e in entries.items()},
     }
+    if targets:
+        results[name]["targets"] = {"entries": targets, "rss_mib": rss_mib}
+
+
+def exactness(entries: dict[str, Entry], reference: dict[str, float]) -> tuple[str, dict[str, Any]]:
+    """lossctl's values against the exact reference, bit for bit, and its variants against each other.
+
+    The regression means are exact sums rounded once, so they must be the very
+    float of the reference.  A softmax loss goes through ``exp``, which is not
+    correctly rounded (per row, in C or libm): its check is the 1e-12 one
+    above, plus every lossctl variant (chunk sizes) giving the same bits.
+    """
+    ours = [e for e in entries.values() if e.ok and e.tool == "lossctl"]
+    if not ours:
+        return "", {}
+    lines, summary = [], {}
+    exact_keys = [k for k in reference if k in REGRESSION_METRICS]
+    for e in ours:
+        differ = [k for k in exact_keys if e.values.get(k) != reference[k]]
+        if exact_keys:
+            verdict = "identical" if not differ else "DIFFER"
+            extra = "" if not differ else f" ({', '.join(differ)})"
+            lines.append(f"  {e.label}: values bit-identical to the exact reference: {verdict}{extra}")
+            summary[e.label] = verdict
+    if len(ours) > 1:
+        same = all(e.values == ours[0].values for e in ours[1:])
+        lines.append(f"  lossctl variants ({', '.join(e.label for e in ours)}): "
+                     f"{'identical bits' if same else 'DIFFERENT bits'}")
+        summary["variants_identical"] = same
+    return "\n".join(lines), summary
 
 
 def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -858,6 +695,17 @@ def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     return items
 
 
+def parse_sizes(text: str) -> list[int]:
+    """A comma-separated list of positive row counts."""
+    try:
+        sizes = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of row counts: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"row counts must be positive: {text!r}")
+    return sizes
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line interface."""
     ap = argparse.ArgumentParser(
@@ -867,7 +715,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(sparse softmax cross-entropy), memory (lossctl only: peak RSS on the regression CSV and "
         f"Parquet at --rows and --rows/{MEMORY_SHRINK} rows, within {MEMORY_RSS_TARGET - 1:.0%} of each "
         "other), startup (lossctl --version, eval of a 10-row CSV), slices (eval vs eval --by on "
-        "100 slices). The report ends with a summary of the targets measured (met/MISSED).",
+        "100 slices, Parquet), join (--labels --key id, int and string keys, --join-rows), wide "
+        f"(sparse_softmax_ce on a K={WIDE_CLASSES} list column in one row group, default chunk and "
+        f"--chunk-size {WIDE_CHUNK}), gzip (CSV.gz), rowgroups (Parquet in 10 row groups), csv-by "
+        "(--by 100 slices on CSV), ci (eval --ci vs eval on the regression Parquet and CSV). "
+        "The report ends with a summary of the targets measured (met/MISSED).",
     )
     ap.add_argument(
         "--tasks",
@@ -892,17 +744,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--slice-rows", type=int, default=10_000_000, help="rows of the slices task (default %(default)s)"
     )
     ap.add_argument(
+        "--join-rows", type=parse_sizes, default=[2_000_000, 5_000_000],
+        help="rows of both files of the join task, comma-separated sizes (default 2000000,5000000)",
+    )
+    for name, rows in (("wide", 100_000), ("gzip", 2_000_000)):
+        help_ = f"rows of the {name} task (default {rows})"
+        ap.add_argument(f"--{name}-rows", type=int, default=rows, help=help_)
+    ap.add_argument(
+        "--rowgroup-rows", type=int, default=10_000_000,
+        help="rows of the rowgroups task, in 10 row groups (default %(default)s)",
+    )
+    ap.add_argument(
+        "--csv-by-rows", type=int, default=2_000_000, help="rows of the csv-by task (default %(default)s)"
+    )
+    ap.add_argument(
         "--repeat", type=int, default=3, help="runs per tool and task; median wall, max RSS (default 3)"
     )
     ap.add_argument(
         "--keep", metavar="DIR", type=Path, help="generate into / reuse files from DIR instead of a temp dir"
     )
     ap.add_argument("--json", metavar="OUT", type=Path, help="also save results as JSON")
-    ap.add_argument(
-        "--ci-overhead",
-        action="store_true",
-        help="time 'lossctl eval --ci' against plain eval on the regression Parquet and CSV files",
-    )
+    ap.add_argument("--ci-overhead", action="store_true", help="the same as adding 'ci' to --tasks")
     ap.add_argument(
         "--report-overhead",
         action="store_true",
@@ -916,9 +778,89 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds before a single run is killed (default %(default)s)",
     )
     args = ap.parse_args(argv)
-    if min(args.rows, args.mc_rows, args.slice_rows, args.repeat) < 1:
-        ap.error("--rows, --mc-rows, --slice-rows and --repeat must be positive")
+    sizes = (args.rows, args.mc_rows, args.slice_rows, args.repeat, args.wide_rows, args.gzip_rows,
+             args.rowgroup_rows, args.csv_by_rows)
+    if min(sizes) < 1:
+        ap.error("row counts and --repeat must be positive")
+    if args.ci_overhead and "ci" not in args.tasks:
+        args.tasks.append("ci")
     return args
+
+
+def run_peer_task(
+    args: argparse.Namespace,
+    results: dict[str, Any],
+    name: str,
+    entries: dict[str, Entry],
+    dataset: Dataset,
+    files: list[str],
+    targets: list[str],
+    rss_mib: float = DEFAULT_RSS_MIB,
+    note: str = "",
+) -> None:
+    """Run and report one task whose lossctl entries (``targets``) are held against the fastest peer."""
+    run_entries(name, entries, args.repeat, args.timeout)
+    size = sum(Path(f).stat().st_size for f in files) / 1e6
+    shown = " + ".join(Path(f).name for f in files)
+    title = f"{name}: {shown} ({dataset.rows:,} rows, {size:,.0f} MB{note})"
+    report_task(title, entries, dataset, "lossctl", results, name, targets=targets, rss_mib=rss_mib)
+
+
+def label_columns_mib(path: str) -> float:
+    """The label file's key and label columns as Arrow holds them in memory, in MiB."""
+    return pq.read_table(path, columns=["id", "y"]).nbytes / 2**20
+
+
+def run_new_tasks(
+    args: argparse.Namespace, directory: Path, lossctl: str | None, results: dict[str, Any]
+) -> None:
+    """The tasks of issue 14, each against polars and DuckDB only."""
+    tools = [t for t in args.tools if t in ("lossctl", *FAST_PEERS)]
+    if "join" in args.tasks:
+        for rows in args.join_rows:
+            for key in ("int", "str"):
+                data = make_join(directory, rows, args.seed, key)
+                preds, labels = data.files["preds"], data.files["labels"]
+                entries = tool_entries(tools, "join", preds, lossctl, labels)
+                limit = label_columns_mib(labels) + JOIN_RSS_EXTRA_MIB
+                run_peer_task(args, results, f"join {key} {rows:,}", entries, data, [preds, labels],
+                              ["lossctl"], limit, f"; {key} keys; RSS bound {limit:.0f} MiB")
+    if "wide" in args.tasks:
+        data = make_wide(directory, args.wide_rows, WIDE_CLASSES, args.seed)
+        path = data.files["wide"]
+        entries = tool_entries(tools, "wide", path, lossctl)
+        if "lossctl" in entries:
+            plain = entries.pop("lossctl")
+            cmd = [*plain.cmd, "--chunk-size", str(WIDE_CHUNK)]
+            chunked = Entry(f"lossctl --chunk-size {WIDE_CHUNK}", cmd, "lossctl", plain.status)
+            entries = {"lossctl": plain, "lossctl chunked": chunked, **entries}
+        run_peer_task(args, results, "wide", entries, data, [path], ["lossctl", "lossctl chunked"],
+                      note=f"; K={WIDE_CLASSES} list column, one row group")
+    if "gzip" in args.tasks:
+        data = make_regression(directory, args.gzip_rows, args.seed, f"regression-{args.gzip_rows}-gz",
+                               formats=("csv.gz",))
+        path = data.files["csv.gz"]
+        run_peer_task(args, results, "gzip", tool_entries(tools, "csv", path, lossctl), data, [path],
+                      ["lossctl"])
+    if "rowgroups" in args.tasks:
+        rows = args.rowgroup_rows
+        data = make_regression(directory, rows, args.seed, f"regression-{rows}-rg10", formats=("parquet",),
+                               row_group=max(1, -(-rows // 10)))
+        path = data.files["parquet"]
+        entries = tool_entries(tools, "parquet", path, lossctl)
+        run_peer_task(args, results, "rowgroups", entries, data, [path], ["lossctl"], note="; 10 row groups")
+    if "csv-by" in args.tasks:
+        data = make_slices(directory, args.csv_by_rows, args.seed, formats=("csv",))
+        path = data.files["csv"]
+        entries = tool_entries(tools, "slices", path, lossctl)
+        for entry in entries.values():
+            entry.label += " --by slice" if entry.tool == "lossctl" else " group-by"
+        run_peer_task(args, results, "csv-by", entries, data, [path], ["lossctl"], note="; 100 slices")
+        text, summary = check_slices(entries, data)
+        if text:
+            print("slices vs per-slice reference (fsum):")
+            print(text)
+        results["csv-by"]["slice_agreement"] = summary
 
 
 def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
@@ -926,8 +868,7 @@ def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     lossctl = find_lossctl()
     results: dict[str, Any] = {}
     reg = None
-    lossctl_only = (args.ci_overhead or args.report_overhead or "memory" in args.tasks) \
-        and "lossctl" in args.tools
+    lossctl_only = ({"ci", "memory"} & set(args.tasks) or args.report_overhead) and "lossctl" in args.tools
     if {"csv", "parquet"} & set(args.tasks) or lossctl_only:
         reg = make_regression(directory, args.rows, args.seed, f"regression-{args.rows}")
     mc = make_multiclass(directory, args.mc_rows, args.seed) if "multiclass" in args.tasks else None
@@ -942,7 +883,8 @@ def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         run_entries(task, entries, args.repeat, args.timeout)
         size = Path(path).stat().st_size / 1e6
         title = f"{task}: {Path(path).name} ({dataset.rows:,} rows, {size:,.0f} MB)"
-        report_task(title, entries, dataset, "lossctl", results, task)
+        report_task(title, entries, dataset, "lossctl", results, task, targets=["lossctl"],
+                    rss_mib=RSS_TARGETS_MIB.get(task, DEFAULT_RSS_MIB))
 
     if "memory" in args.tasks and "lossctl" not in args.tools:
         print("\nmemory not measured: lossctl is not among --tools")
@@ -960,25 +902,26 @@ def run_benchmark(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                 version.status = "FAILED (lossctl executable not found)"
             entries["lossctl --version"] = version
         entries.update(tool_entries(args.tools, "csv", tiny.files["csv"], lossctl))
-        # lossctl and the bare interpreter get STARTUP_RUNS runs; peers (context
-        # only, pandas+sklearn alone takes seconds to import) get --repeat runs.
-        peers = {k: e for k, e in entries.items() if k in PEER_MODULES}
-        run_entries(
-            "startup", {k: e for k, e in entries.items() if k not in peers}, STARTUP_RUNS, args.timeout
-        )
-        run_entries("startup", peers, args.repeat, args.timeout)
+        # lossctl, polars, DuckDB and the bare interpreter get STARTUP_RUNS runs,
+        # interleaved; pandas+sklearn (context only: seconds to import) --repeat.
+        slow = {k: e for k, e in entries.items() if k in ("pandas", "naive")}
+        fast = {k: e for k, e in entries.items() if k not in slow}
+        run_entries("startup", fast, STARTUP_RUNS, args.timeout)
+        run_entries("startup", slow, args.repeat, args.timeout)
         title = (
             f"startup: {Path(tiny.files['csv']).name}; median of {STARTUP_RUNS} runs "
-            f"(lossctl, python), {args.repeat} (peers)"
+            f"(lossctl, polars, duckdb, python), {args.repeat} (pandas, naive)"
         )
         report_task(title, entries, tiny, "lossctl", results, "startup")
 
     if "slices" in args.tasks:
         run_slices(args, directory, lossctl, results)
 
-    if args.ci_overhead and "lossctl" not in args.tools:
+    run_new_tasks(args, directory, lossctl, results)
+
+    if "ci" in args.tasks and "lossctl" not in args.tools:
         print("\n--ci overhead not measured: lossctl is not among --tools")
-    elif args.ci_overhead:
+    elif "ci" in args.tasks:
         assert reg is not None
         run_ci_overhead(args, reg, lossctl, results)
     if args.report_overhead and "lossctl" not in args.tools:
@@ -1068,13 +1011,14 @@ def run_slices(
 ) -> None:
     """``eval`` vs ``eval --by slice`` (100 slices) on one Parquet file, plus group-by peers."""
     dataset = make_slices(directory, args.slice_rows, args.seed)
-    path = dataset.files["slices"]
+    path = dataset.files["parquet"]
     found = tool_entries(args.tools, "slices", path, lossctl)
     entries: dict[str, Entry] = {}
     if "lossctl" in found:
-        plain = found.pop("lossctl")
-        plain.label = "lossctl eval"
-        by = Entry("lossctl eval --by slice", [*plain.cmd, "--by", "slice"], "lossctl", plain.status)
+        by = found.pop("lossctl")
+        by.label = "lossctl eval --by slice"
+        cmd = [lossctl or "lossctl", *lossctl_args("parquet", path)]
+        plain = Entry("lossctl eval", cmd, "lossctl", by.status)
         entries = {"lossctl": plain, "lossctl --by": by}
     for tool, entry in found.items():
         entry.label = f"{entry.label} group-by"
