@@ -26,6 +26,7 @@ setup(
     ext_modules=[
         Extension("lossctl.io._fastcsv", ["lossctl/io/_fastcsv.c"], optional=True),
         Extension("lossctl.core._exactsum", ["lossctl/core/_exactsum.c"], optional=True),
+        Extension("lossctl.engine._keyindex", ["lossctl/engine/_keyindex.c"], optional=True),
         Extension("lossctl.core._kernels", ["lossctl/core/_kernels.c"], optional=True),
     ],
     cmdclass={"build_ext": BuildExt},

@@ -3,7 +3,8 @@
 ``_fastcsv`` parses numeric CSV blocks (see :mod:`lossctl.io.fastcsv`),
 ``_exactsum`` bins values for the exact sum (see :mod:`lossctl.core.exact`)
 and ``_kernels`` holds the log-softmax of the softmax losses
-(:mod:`lossctl.core.kernels`) and the row hash of the intervals.
+(:mod:`lossctl.core.kernels`) and the row hash of the intervals, ``_keyindex``
+the hash index of key joins (:mod:`lossctl.engine.keyindex`).
 Each has a pure NumPy/pyarrow twin, used when the extension is missing or when
 ``LOSSCTL_NATIVE=0`` is set; the twins give the same bits, except the
 log-softmax (within an ulp: exp is not correctly rounded, in C or in libm).
@@ -17,7 +18,8 @@ import os
 from types import ModuleType
 
 # each extension sits beside the Python code that uses it
-PACKAGES = {"_fastcsv": "lossctl.io", "_exactsum": "lossctl.core", "_kernels": "lossctl.core"}
+PACKAGES = {"_fastcsv": "lossctl.io", "_exactsum": "lossctl.core", "_kernels": "lossctl.core",
+            "_keyindex": "lossctl.engine"}
 EXTENSIONS = tuple(PACKAGES)
 
 

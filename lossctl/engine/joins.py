@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import InputError, InvalidInput, UsageError
 from ..io.reader import open_reader
 from ..io.sources import Source
+from .keyindex import KeyIndex, normalise
 
 Arrays = Callable[[pa.RecordBatch], np.ndarray]  # a batch -> one role's values
 
@@ -39,32 +39,13 @@ class JoinStats:
         return dict(self.__dict__)
 
 
-def _key_array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Keys compare as strings unless both sides are integers (CSV keys are read as text)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if pa.types.is_integer(col.type) or pa.types.is_string(col.type):
-        return col
-    return col.cast(pa.string())
-
-
-def _indices(idx: pa.Array) -> np.ndarray:
-    """int32 Arrow indices as int64, nulls as -1 (pyarrow's to_numpy would import pandas)."""
-    out = np.frombuffer(idx.buffers()[1], dtype=np.int32, count=len(idx),
-                        offset=idx.offset * 4).astype(np.int64)
-    if idx.null_count:
-        bits = np.unpackbits(np.frombuffer(idx.buffers()[0], dtype=np.uint8), bitorder="little")
-        out[~bits[idx.offset:idx.offset + len(idx)].astype(bool)] = -1
-    return out
-
-
 class KeyJoin:
     """The second file in memory, looked up by key (first occurrence wins; repeats are counted)."""
 
     def __init__(self, sources: list[Source], key: str, specs: dict[str, str],
                  arrays: Callable[[pa.RecordBatch, list[str]], np.ndarray], batch_rows: int) -> None:
         self.key = key
-        batches: list[pa.RecordBatch] = []
+        tables: list[pa.Table] = []
         self.columns: dict[str, list[str]] = {}
         for source in sources:
             reader = open_reader(source, batch_rows)
@@ -76,37 +57,34 @@ class KeyJoin:
                 raise UsageError(f"{source.name}: columns {cols} differ from the first file's")
             self.columns = cols
             needed = list(dict.fromkeys([key] + [c for cs in cols.values() for c in cs]))
-            batches.extend(reader.batches(needed, text=[key]))
-        if not batches:
+            tables.append(reader.table(needed, text=[key]))
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        del tables
+        if not table.num_rows:
             raise InputError(f"{', '.join(s.name for s in sources)}: no data rows")
-        table = pa.Table.from_batches(batches).combine_chunks()
-        batch = table.to_batches()[0] if table.num_rows else batches[0].slice(0, 0)
-        self.keys = _key_array(table.column(key))
-        self.values = {role: arrays(batch, cols) for role, cols in self.columns.items()}
         self.stats = JoinStats(", ".join(s.name for s in sources), key, table.num_rows)
-        valid = table.num_rows - self.keys.null_count
-        self.stats.duplicate_keys = valid - pc.count_distinct(self.keys).as_py()
-        self.matches = np.zeros(table.num_rows, dtype=np.int64)
+        self.index = KeyIndex(table.column(key))
+        if not any(key in cs for cs in self.columns.values()):
+            table = table.drop_columns([key])
+        table = table.combine_chunks()  # (the key went first: one column is copied at a time)
+        batch = table.to_batches()[0]
+        self.values = {role: arrays(batch, cols) for role, cols in self.columns.items()}
+        self.stats.duplicate_keys = self.index.duplicates
 
-    def lookup(self, keys: pa.Array) -> np.ndarray:
+    def lookup(self, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Row of the second file for each key (-1: no match)."""
-        keys = _key_array(keys)
-        if keys.type != self.keys.type:
-            keys = keys.cast(pa.string())
-            if self.keys.type != pa.string():
-                self.keys = self.keys.cast(pa.string())
-        idx = pc.index_in(keys, value_set=self.keys, skip_nulls=True)
-        rows = _indices(idx)
-        hit = rows[rows >= 0]
-        self.matches += np.bincount(hit, minlength=len(self.matches))
-        return rows
+        keys = normalise(keys)
+        if pa.types.is_integer(keys.type) != self.index.ints:  # integers on one side only: text
+            if self.index.ints:
+                self.index = self.index.as_strings()
+            else:
+                keys = keys.cast(pa.string())
+        return self.index.lookup(keys)
 
     def finish(self) -> JoinStats:
         # a repeated key's later rows are never looked up: they are counted as duplicates only
-        first = _indices(pc.index_in(self.keys, value_set=self.keys, skip_nulls=True))
-        used = (first == np.arange(len(first))) | (first < 0)
-        self.stats.unmatched_other = int(((self.matches == 0) & used).sum())
-        self.stats.repeated_matches = int(np.maximum(self.matches - 1, 0).sum())
+        self.stats.unmatched_other = self.index.unmatched()
+        self.stats.repeated_matches = self.index.repeated()
         return self.stats
 
 

@@ -112,5 +112,15 @@ def _leaves(t: pa.DataType) -> int:
     return 1
 
 
+    def table(self, columns: list[str], text: Sequence[str] = ()) -> pa.Table:
+        # read whole (nothing else runs meanwhile): pyarrow's threads decode the row groups
+        try:
+            table = self._pf.read(columns=columns, use_threads=True)
+        except (pa.ArrowException, OSError) as e:
+            raise cannot_read(self.source, e) from None
+        self._rows_done = table.num_rows
+        return table
+
+
 def _is_string(t: pa.DataType | None) -> bool:
     return t is not None and (pa.types.is_string(t) or pa.types.is_large_string(t))

@@ -93,6 +93,10 @@ class Reader:
         """
         raise NotImplementedError
 
+    def table(self, columns: list[str], text: Sequence[str] = ()) -> pa.Table:
+        """The whole file's ``columns`` at once (a key join's second file), as :meth:`batches` reads them."""
+        return pa.Table.from_batches(list(self.batches(columns, text)))
+
 
 class SchemaReader(Reader):
     """A reader of a format with a schema, read in pieces (IPC record batches, ORC stripes).
