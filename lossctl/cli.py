@@ -182,7 +182,8 @@ reading_options = _options(
                  help="Missing, NaN or infinite values: fail, or skip the row (counted)."),
     click.option("--chunk-size", type=int, default=None, metavar="ROWS",
                  help="Rows per chunk (memory bound; results do not depend on it).  "
-                      "[default: 65536]"),
+                      "[default: 65536, fewer for wide rows: at most 2**20 values a chunk, "
+                      "e.g. 1,024 rows of 1,000 logits]"),
     click.option("--input-format", type=click.Choice(INPUT_FORMATS),
                  help="Read every input as this format (default: by magic bytes or extension; "
                       "jsonl is JSON Lines, arrow is Arrow IPC/Feather)."),
@@ -296,7 +297,7 @@ def _delimiter(delimiter: str | None) -> str | None:
 
 def _request(files: list[str], o: dict[str, Any], **extra: Any) -> Any:
     """The engine request for the options every reading command shares."""
-    from .engine.plan import DEFAULT_CHUNK_ROWS, Request
+    from .engine.plan import Request
     from .io.sources import DEFAULT_MAX_RECORD
 
     if o["verbose"]:
@@ -304,7 +305,7 @@ def _request(files: list[str], o: dict[str, Any], **extra: Any) -> Any:
     return Request(
         paths=files, label=o["label"], pred=o["pred"], losses=list(o["losses"]),
         weight=o["weight"], nan=o["nan"],
-        chunk_rows=DEFAULT_CHUNK_ROWS if o["chunk_size"] is None else o["chunk_size"],
+        chunk_rows=o["chunk_size"],
         input_format=o["input_format"],
         delimiter=_delimiter(o["delimiter"]), header=not o["no_header"],
         max_record=o["max_record_size"] or DEFAULT_MAX_RECORD, engine=o["engine"],

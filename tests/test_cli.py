@@ -746,8 +746,8 @@ def test_version(mode: str, flag: str) -> None:
     assert lossctl.__version__ in r.out
     assert importlib.metadata.version("lossctl") == lossctl.__version__
     assert r.out.startswith(f"lossctl, version {lossctl.__version__} (C speed-ups: ")
-    if importlib.util.find_spec("lossctl.io._fastcsv") is not None:  # built here: all three
-        assert r.out.strip().endswith("(C speed-ups: fastcsv, exactsum, kernels)")
+    if importlib.util.find_spec("lossctl.io._fastcsv") is not None:  # built here: all four
+        assert r.out.strip().endswith("(C speed-ups: fastcsv, exactsum, kernels, keyindex)")
 
 
 @pytest.mark.parametrize("mode", MODES)

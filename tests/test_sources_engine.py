@@ -191,3 +191,58 @@ def test_rows_counted_per_file_across_shards(tmp_path) -> None:
         evaluate_files(Request([str(tmp_path / "s*.csv")], "z", "p", ["bce"], chunk_rows=16))
     assert info.value.source.endswith("s2.csv")
     assert info.value.row == 41
+
+
+# --------------------------------------------------------------------------
+# the default chunk adapts to the row width (memory bounded by values)
+# --------------------------------------------------------------------------
+
+
+def test_default_chunk_rows_follow_the_row_width() -> None:
+    from lossctl.engine.plan import CHUNK_VALUES, DEFAULT_CHUNK_ROWS, chunk_rows_for
+
+    assert chunk_rows_for(1) == chunk_rows_for(3) == DEFAULT_CHUNK_ROWS
+    assert chunk_rows_for(1002) == CHUNK_VALUES // 1002 == 1046  # K=1000 logits + label
+    assert chunk_rows_for(10**9) == 1
+
+
+def _wide_parquet(tmp_path, rows: int, k: int, row_group: int, fixed: bool = False) -> str:
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(7)
+    logits = rng.normal(0, 3, rows * k)
+    values = pa.array(logits)
+    lists = pa.FixedSizeListArray.from_arrays(values, k) if fixed else pa.ListArray.from_arrays(
+        pa.array(np.arange(rows + 1, dtype=np.int32) * k), values)
+    path = tmp_path / f"wide-{fixed}.parquet"
+    pq.write_table(pa.table({"label": rng.integers(0, k, rows), "logits": lists, "w": rng.random(rows)}),
+                   str(path), row_group_size=row_group)
+    return str(path)
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_parquet_row_width_counts_list_values(tmp_path, fixed: bool) -> None:
+    path = _wide_parquet(tmp_path, 300, 40, 128, fixed)
+    reader = open_reader(open_source(path))
+    assert reader.row_width(["label"]) == 1
+    assert reader.row_width(["label", "logits", "w"]) == 42
+    req = Request([path], "label", "logits")
+    assert req.rows_for(reader, ["label", "logits"]) == min(65536, (1 << 20) // 41)
+    assert Request([path], "label", "logits", chunk_rows=7).rows_for(reader, ["logits"]) == 7
+
+
+def test_adaptive_chunks_do_not_change_bits(tmp_path, monkeypatch) -> None:
+    """A wide list column in one row group: adaptive chunks, forced small, give the same bits."""
+    import lossctl.engine.plan as plan
+
+    path = _wide_parquet(tmp_path, 3000, 50, 3000)
+
+    def bits(**kw) -> tuple:
+        r = evaluate_files(Request([path], "label", "logits", ["sparse_softmax_ce"], weight="w", **kw))
+        return tuple(v.hex() for v in r.result.values.values()) + (r.result.weight_sum.hex(),)
+
+    whole = bits(chunk_rows=3000)
+    monkeypatch.setattr(plan, "CHUNK_VALUES", 52 * 97)  # 97 rows a chunk: 31 chunks of one row group
+    assert plan.chunk_rows_for(52) == 97
+    assert bits() == whole
+    assert bits(threads=1) == whole

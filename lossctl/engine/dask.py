@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +47,7 @@ class UnitResult:
     error: LossctlError | None = None  # the earliest error of these units (then no states)
     rows: int = 0
     units: int = 1
-    matched: tuple[np.ndarray, np.ndarray] | None = None  # key join: label rows hit, and how often
+    matched: tuple[np.ndarray, int] | None = None  # key join: label rows hit, and lookups that hit
     unmatched_main: int = 0
     parts: list[str] = field(default_factory=list)  # rows: the part files written
     part_rows: int = 0
@@ -81,8 +81,7 @@ def run_unit(req: Request, binding: Binding | None, columns: Columns | None, uni
     out = UnitResult(states, rows=rows, unit_rows={unit.index: rows},
                      kept_kinds=scan.kept_kinds.kinds if scan.kept_kinds else None)
     if own is not None and req.join is not None and req.join.key:
-        hit = np.flatnonzero(own.matches)
-        out.matched = (hit, own.matches[hit])
+        out.matched = own.matched()
         out.unmatched_main = own.stats.unmatched_main
     if writer is not None and writer.rows:
         out.parts, out.part_rows = [writer.path.rsplit("/", 1)[-1]], writer.rows
@@ -96,15 +95,12 @@ def _own_join(req: Request, join: KeyJoin | None, unit: Unit) -> KeyJoin | RowJo
     if req.join is None:
         return None
     if join is not None:
-        own = copy.copy(join)
-        own.matches = np.zeros_like(join.matches)
-        own.stats = replace(join.stats, unmatched_main=0)
-        return own
+        return join.fork()
     from .chunks import role_array
     from .joins import RowJoin
 
     assert unit.join is not None
-    return RowJoin([unit.join], req.join_specs(), role_array, req.chunk_rows)
+    return RowJoin([unit.join], req.join_specs(), role_array, req.rows_for)
 
 
 def merge_results(a: UnitResult, b: UnitResult) -> UnitResult:
@@ -132,12 +128,8 @@ def merge_results(a: UnitResult, b: UnitResult) -> UnitResult:
                       widest(a.kept_kinds, b.kept_kinds))
 
 
-def _add_counts(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
-                ) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.concatenate([a[0], b[0]])
-    counts = np.concatenate([a[1], b[1]])
-    uniq, inverse = np.unique(rows, return_inverse=True)
-    return uniq, np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
+def _add_counts(a: tuple[np.ndarray, int], b: tuple[np.ndarray, int]) -> tuple[np.ndarray, int]:
+    return np.union1d(a[0], b[0]), a[1] + b[1]
 
 
 # --------------------------------------------------------------------------
@@ -233,7 +225,7 @@ class _Run:
         stats = None
         if join is not None:
             if result.matched is not None:
-                np.add.at(join.matches, result.matched[0], result.matched[1])
+                join.add_matched(*result.matched)
             join.stats.unmatched_main = result.unmatched_main
             stats = join.finish()
         elif req.join is not None:  # row joins: both sides' rows, pair by pair, were equal

@@ -9,14 +9,15 @@ by side and must have the same number of rows.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import InputError, InvalidInput, UsageError
-from ..io.reader import open_reader
+from ..io.reader import Reader, open_reader
 from ..io.sources import Source
 from .keyindex import KeyIndex, normalise
 
@@ -81,6 +82,22 @@ class KeyJoin:
                 keys = keys.cast(pa.string())
         return self.index.lookup(keys)
 
+    def fork(self) -> KeyJoin:
+        """A view for one work unit: the same index, with match records (and unmatched_main) of its own."""
+        own = copy.copy(self)
+        own.index = self.index.fork()
+        own.stats = replace(self.stats, unmatched_main=0)
+        return own
+
+    def matched(self) -> tuple[np.ndarray, int]:
+        """Rows of the joined file found so far, and how many lookups found one (for add_matched)."""
+        return np.flatnonzero(self.index.hit), self.index.hits
+
+    def add_matched(self, rows: np.ndarray, hits: int) -> None:
+        """Take in another view's :meth:`matched`."""
+        self.index.hit[rows] = 1
+        self.index.hits += int(hits)
+
     def finish(self) -> JoinStats:
         # a repeated key's later rows are never looked up: they are counted as duplicates only
         self.stats.unmatched_other = self.index.unmatched()
@@ -92,7 +109,8 @@ class RowJoin:
     """The second file streamed beside the main one, row by row."""
 
     def __init__(self, sources: list[Source], specs: dict[str, str],
-                 arrays: Callable[[pa.RecordBatch, list[str]], np.ndarray], batch_rows: int) -> None:
+                 arrays: Callable[[pa.RecordBatch, list[str]], np.ndarray],
+                 batch_rows: Callable[[Reader, list[str]], int]) -> None:
         self.sources = sources
         self.specs = specs
         self.arrays = arrays
@@ -106,12 +124,14 @@ class RowJoin:
 
     def _stream(self) -> Iterator[pa.RecordBatch]:
         for source in self.sources:
-            reader = open_reader(source, self.batch_rows)
+            reader = open_reader(source)
             cols = {role: reader.select(spec, f"{role} column") for role, spec in self.specs.items()}
             if self.columns and cols != self.columns:
                 raise UsageError(f"{source.name}: columns {cols} differ from the first file's")
             self.columns = cols
-            yield from reader.batches(list(dict.fromkeys(c for cs in cols.values() for c in cs)))
+            needed = list(dict.fromkeys(c for cs in cols.values() for c in cs))
+            reader.batch_rows = self.batch_rows(reader, needed)
+            yield from reader.batches(needed)
 
     def open(self) -> None:
         """Read the first batch, which resolves the second file's columns."""

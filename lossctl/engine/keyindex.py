@@ -11,6 +11,8 @@ exact but slower).  Both give the same rows and counts.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -104,6 +106,12 @@ class KeyIndex:
             self.sorted_rows = firsts
         self.first[self.sorted_rows] = 1
         self.duplicates = len(rows) - len(self.sorted_rows)
+
+    def fork(self) -> KeyIndex:
+        """The same index with no lookups recorded (a work unit's own statistics)."""
+        other = copy.copy(self)
+        other.hit, other.hits = np.zeros_like(self.hit), 0
+        return other
 
     def as_strings(self) -> KeyIndex:
         """The same index with its keys compared as text (a lookup by keys of another type)."""

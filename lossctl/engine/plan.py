@@ -19,7 +19,7 @@ import pyarrow as pa
 from ..core.losses import Loss
 from ..core.state import EvalState
 from ..errors import InputError, UsageError
-from ..io.reader import Reader
+from ..io.reader import Reader, is_list
 from ..io.sources import DEFAULT_MAX_RECORD
 
 if TYPE_CHECKING:  # pyarrow.compute (imported by joins and slices) costs 40 ms of start-up
@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # pyarrow.compute (imported by joins and slices) costs 40 ms 
 
 DEFAULT_CHUNK_ROWS = 1 << 16
 MAX_CHUNK_ROWS = 1 << 30  # a chunk of more rows would not fit in memory anyway (8 GiB a column)
+# Without --chunk-size a chunk holds at most this many values (8 MB of float64):
+# a row of K=1000 logits makes chunks of 1,024 rows, not 65,536 (a 500 MB chunk).
+CHUNK_VALUES = 1 << 20
 SAMPLE_ROWS = 10_000  # the automatic loss choice looks at this many first rows of the stream
 DEFAULT_MAX_SLICES = 10_000
 
@@ -56,7 +59,7 @@ class Request:
     losses: list[str] = field(default_factory=list)
     weight: str | None = None
     nan: str = "error"
-    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    chunk_rows: int | None = None  # None: from the row width (chunk_rows_for)
     input_format: str | None = None
     delimiter: str | None = None
     header: bool = True
@@ -102,6 +105,10 @@ class Request:
         else:
             specs["baseline"] = self.baseline_pred or self.pred
         return specs
+
+    def rows_for(self, reader: Reader, columns: list[str]) -> int:
+        """Rows per chunk for ``columns`` of this file: --chunk-size, else by the row width."""
+        return self.chunk_rows or chunk_rows_for(reader.row_width(columns))
 
     def join_specs(self) -> dict[str, str]:
         if self.join is None:
@@ -194,6 +201,11 @@ class Outcome:
 Progress = Callable[[int, int], None]  # (done, total): bytes (local engine) or units (Dask)
 
 
+def chunk_rows_for(width: int) -> int:
+    """The default rows per chunk for rows of ``width`` values: memory is bounded by values, not rows."""
+    return max(1, min(DEFAULT_CHUNK_ROWS, CHUNK_VALUES // max(1, width)))
+
+
 def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None = None) -> Columns:
     """Apply the column specs to one file's columns."""
     specs = req.main_specs() if specs is None else specs
@@ -239,10 +251,6 @@ def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None =
     return Columns(label, pred, weight, baseline=roles.get("baseline"), by=by, keep=keep,
                    key=key, roles=roles, ci_key=ci_key)
 
-
-
-def is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)
 
 
 def _numeric(t: pa.DataType) -> bool:

@@ -23,7 +23,7 @@ from ..errors import UsageError
 from ..io import fs
 from ..io.sources import Source, expand_distinct, open_source
 from .chunks import role_array
-from .plan import MAX_CHUNK_ROWS, Binding, Columns, Request
+from .plan import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, Binding, Columns, Request
 from .scan import Scan, sample
 from .units import Unit, count_csv_range, csv_ranges, parquet_parts, whole_files
 
@@ -38,7 +38,7 @@ class Plan:
     """A request checked and its inputs opened: files, sample, joined file, units."""
 
     def __init__(self, req: Request, per_row: bool = False) -> None:
-        if not 1 <= req.chunk_rows <= MAX_CHUNK_ROWS:
+        if req.chunk_rows is not None and not 1 <= req.chunk_rows <= MAX_CHUNK_ROWS:
             raise UsageError(f"--chunk-size must be between 1 and {MAX_CHUNK_ROWS:,} rows")
         if not 0 < req.confidence < 1:
             raise UsageError("--confidence must be between 0 and 1, e.g. 0.95")
@@ -95,8 +95,9 @@ class Plan:
 
         sources = list(self.join_sources if sources is None else sources)
         if j.key:
-            return KeyJoin(sources, j.key, self.req.join_specs(), role_array, self.req.chunk_rows)
-        return RowJoin(sources, self.req.join_specs(), role_array, self.req.chunk_rows)
+            return KeyJoin(sources, j.key, self.req.join_specs(), role_array,
+                           self.req.chunk_rows or DEFAULT_CHUNK_ROWS)
+        return RowJoin(sources, self.req.join_specs(), role_array, self.req.rows_for)
 
     def whole_files(self) -> list[Unit]:
         return whole_files(self.sources)

@@ -17,6 +17,8 @@ from ..core.state import EvalState
 from ..errors import InvalidInput
 from .chunks import Chunk, Sink
 
+_IN_FLIGHT_BYTES = 64 << 20  # chunks of more than 16 MB: only one per thread in flight
+
 
 class ChunkPool:
     """Chunks spread over worker threads, each feeding its own EvalStates (one per model).
@@ -28,7 +30,8 @@ class ChunkPool:
     sees per-row values in stream order.
     """
 
-    def __init__(self, first: list[EvalState], threads: int, sink: Sink | None = None) -> None:
+    def __init__(self, first: list[EvalState], threads: int, chunk: Chunk,
+                 sink: Sink | None = None) -> None:
         self.states = [first] + [[st.empty_copy() for st in first] for _ in range(threads - 1)]
         self.free: SimpleQueue[list[EvalState]] = SimpleQueue()
         for sts in self.states:
@@ -36,7 +39,9 @@ class ChunkPool:
         self.sink = sink
         self.executor = ThreadPoolExecutor(threads) if threads > 1 else None
         self.pending: deque[tuple[Chunk, Future]] = deque()
-        self.limit = 2 * threads
+        # fewer chunks in flight when they are large (--chunk-size with wide rows): memory by bytes
+        size = chunk.y.nbytes + sum(p.nbytes for p in chunk.preds)
+        self.limit = max(threads, min(2 * threads, _IN_FLIGHT_BYTES // max(1, size)))
 
     def _run(self, chunk: Chunk) -> dict[str, np.ndarray] | None:
         sts = self.free.get()

@@ -28,7 +28,15 @@ from ..io.inference import Tracker
 from ..io.reader import Reader, open_reader
 from ..io.sources import Source
 from .chunks import Chunk, Sink, pieces, role_array, slice_codes
-from .plan import SAMPLE_ROWS, Binding, Columns, Request, resolve_columns
+from .plan import (
+    DEFAULT_CHUNK_ROWS,
+    SAMPLE_ROWS,
+    Binding,
+    Columns,
+    Request,
+    chunk_rows_for,
+    resolve_columns,
+)
 from .pool import ChunkPool
 from .units import Unit
 
@@ -69,7 +77,7 @@ class Scan:
     def read(self, unit: Unit, progress: Callable[[int], None] | None = None) -> int:
         """Read one unit into the pool; returns its rows.  ``progress(bytes read)``."""
         source = unit.source
-        reader = open_reader(source, self.req.chunk_rows, unit.first_row, unit.row_groups,
+        reader = open_reader(source, DEFAULT_CHUNK_ROWS, unit.first_row, unit.row_groups,
                              unit.byte_range)
         try:
             cols = resolve_columns(reader, self.req)
@@ -77,6 +85,7 @@ class Scan:
             if self.columns is None or source.name == self.first_input:
                 raise
             raise UsageError(f"{source.name}: {e}") from None  # an input after the first: which
+        reader.batch_rows = self.req.rows_for(reader, cols.needed)
         if self.columns is None:
             self.columns = cols
             self._join_columns(cols)
@@ -142,7 +151,7 @@ class Scan:
         name = reader.source.name
         file_row = first_row
         for batch in reader.batches(cols.needed, text=cols.text, categories=cols.by):
-            for piece in pieces(batch, self.req.chunk_rows):
+            for piece in pieces(batch, reader.batch_rows):
                 if piece.num_rows == 0:
                     continue
                 n = piece.num_rows
@@ -154,7 +163,7 @@ class Scan:
                 if arrays is not None:  # (None: a row join ran out; count the rest, then fail)
                     chunk = self._chunk(arrays, piece, cols, name, file_row, kept_rows)
                     if self.pool is None:
-                        self.pool = ChunkPool(self._new_states(cols, chunk), self.threads,
+                        self.pool = ChunkPool(self._new_states(cols, chunk), self.threads, chunk,
                                               self.sink)
                         if self.bind_only:
                             raise _Bound
@@ -265,22 +274,25 @@ def sample(req: Request, sources: list[Source]) -> tuple[np.ndarray, np.ndarray]
     ys: list[np.ndarray] = []
     ps: list[np.ndarray] = []
     n = 0
+    limit = 0  # SAMPLE_ROWS, fewer for wide rows (from the first file: the same for any split)
     model = req.models[-1]
     try:
         for source in sources:
-            reader = open_reader(source, SAMPLE_ROWS)
+            reader = open_reader(source)
             cols = resolve_columns(reader, req)
-            for batch in reader.batches(list(dict.fromkeys(cols.roles["label"] +
-                                                           cols.roles[model]))):
+            needed = list(dict.fromkeys(cols.roles["label"] + cols.roles[model]))
+            limit = limit or min(SAMPLE_ROWS, chunk_rows_for(reader.row_width(needed)))
+            reader.batch_rows = limit
+            for batch in reader.batches(needed):
                 ys.append(role_array(batch, cols.roles["label"]))
                 ps.append(role_array(batch, cols.roles[model]))
                 n += batch.num_rows
-                if n >= SAMPLE_ROWS:
+                if n >= limit:
                     break
-            if n >= SAMPLE_ROWS:
+            if n >= limit:
                 break
     except LossctlError:
         pass
     if not ys:
         return None
-    return np.concatenate(ys)[:SAMPLE_ROWS], np.concatenate(ps)[:SAMPLE_ROWS]
+    return np.concatenate(ys)[:limit], np.concatenate(ps)[:limit]

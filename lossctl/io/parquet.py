@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from .reader import Reader, cannot_read, short
+from .reader import Reader, cannot_read, is_list, short
 from .sources import Source
 
 
@@ -45,6 +45,21 @@ class ParquetReader(Reader):
     @property
     def schema_types(self) -> dict[str, pa.DataType]:
         return {key: f.type for key, f in zip(self.columns, self._pf.schema_arrow, strict=True)}
+
+    def row_width(self, columns: list[str]) -> int:
+        """A list column counts its average number of values a row, from the file's metadata."""
+        meta = self._pf.metadata
+        width = 0
+        for name in columns:
+            if not is_list(self.schema_types.get(name, pa.null())):
+                width += 1
+                continue
+            leaves = [j for j in range(meta.num_columns)
+                      if meta.schema.column(j).path.startswith(name + ".")]
+            values = sum(meta.row_group(g).column(j).num_values
+                         for g in range(meta.num_row_groups) for j in leaves)
+            width += max(1, -(-values // (meta.num_rows or 1)))
+        return width
 
     def bytes_done(self) -> int:
         size = self.source.size or 0

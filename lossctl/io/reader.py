@@ -49,6 +49,10 @@ class Reader:
         """Column types known from the file's schema (none for CSV: its values are parsed)."""
         return {}
 
+    def row_width(self, columns: list[str]) -> int:
+        """Values a row holds in ``columns`` (a list column counts its values), for the chunk size."""
+        return len(columns)
+
     def bytes_done(self) -> int:
         """How far into the file the reading is, in bytes on disk (for progress bars)."""
         size = self.source.size or 0
@@ -160,6 +164,11 @@ def open_reader(source: Source, batch_rows: int = 1 << 16, first_row: int = 0,
     part = {k: v for k, v in (("first_row", first_row), ("row_groups", row_groups),
                               ("byte_range", byte_range)) if v}
     return reader(source, batch_rows, **part)
+
+
+def is_list(t: pa.DataType) -> bool:
+    """A list column (list, large list or fixed-size list): K values a row."""
+    return pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)
 
 
 def short(e: Exception) -> str:
