@@ -9,7 +9,9 @@ API is loaded on first use::
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # (importing typing costs start-up; --version imports only this package)
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "evaluate", "evaluate_files", "EvalState", "Result"]

@@ -133,8 +133,11 @@ class CsvReader(Reader):
                     return
                 skip -= got
             carry = b""
+            # a small plain file gets a buffer of its size, not a whole block
+            size = s.size if s.path != "-" and not s.compression else None
+            block = CSV_BLOCK if size is None else max(1, min(CSV_BLOCK, size + 1))
             while True:
-                need = len(carry) + min(max(CSV_BLOCK, len(carry)), limit + 1 - len(carry))
+                need = len(carry) + min(max(block, len(carry)), limit + 1 - len(carry))
                 buf = self._spare.pop() if self._spare else bytearray()
                 if len(buf) < need:  # (room for the usual carry: a buffer fits again)
                     buf = bytearray(need + (1 << 16))
