@@ -246,3 +246,43 @@ def test_adaptive_chunks_do_not_change_bits(tmp_path, monkeypatch) -> None:
     assert plan.chunk_rows_for(52) == 97
     assert bits() == whole
     assert bits(threads=1) == whole
+
+
+# --------------------------------------------------------------------------
+# gzip: ISA-L's inflate (isal) and pyarrow's zlib give the same rows and errors
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_gzip_csv_same_bits_and_clear_errors(tmp_path, monkeypatch, native: str) -> None:
+    import gzip
+
+    monkeypatch.setenv("LOSSCTL_NATIVE", native)
+    rng = np.random.default_rng(3)
+    table = pa.table({"y": rng.normal(size=30000), "p": rng.normal(size=30000)})
+    plain = tmp_path / "a.csv"
+    pacsv.write_csv(table, str(plain))
+    data = plain.read_bytes()
+    packed = tmp_path / "a.csv.gz"
+    packed.write_bytes(gzip.compress(data[:200000]) + gzip.compress(data[200000:]))  # two members
+    monkeypatch.setattr(sources, "CSV_BLOCK", 65536)
+
+    def bits(path) -> tuple:
+        r = evaluate_files(Request([str(path)], "y", "p", ["mse", "mae"])).result
+        return tuple(v.hex() for v in r.values.values()) + (r.rows,)
+
+    assert bits(packed) == bits(plain)
+    truncated = tmp_path / "t.csv.gz"
+    truncated.write_bytes(gzip.compress(data)[:50000])
+    with pytest.raises(InputError, match="t.csv.gz"):
+        evaluate_files(Request([str(truncated)], "y", "p", ["mse"]))
+    corrupt = tmp_path / "c.csv.gz"
+    whole = bytearray(gzip.compress(data))
+    whole[5000:5100] = bytes(100)
+    corrupt.write_bytes(bytes(whole))
+    with pytest.raises(InputError, match="c.csv.gz"):
+        evaluate_files(Request([str(corrupt)], "y", "p", ["mse"]))
+    fake = tmp_path / "f.csv.gz"
+    fake.write_bytes(b"\x1f\x8bnot really gzip")
+    with pytest.raises(InputError, match="f.csv.gz"):
+        evaluate_files(Request([str(fake)], "y", "p", ["mse"]))

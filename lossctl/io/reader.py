@@ -8,7 +8,9 @@ names before any data is read and streams batches in bounded memory.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -80,6 +82,8 @@ class Reader:
             start, end = self.byte_range
             f.seek(start)
             return pa.PythonFile(_Range(f, end - start), mode="r")
+        if s.compression == "gzip" and (inflated := _isal_gunzip(f)) is not None:
+            return inflated  # type: ignore[return-value]
         return pa.CompressedInputStream(f, s.compression) if s.compression else f
 
     def _names(self) -> list[str]:
@@ -169,6 +173,53 @@ def open_reader(source: Source, batch_rows: int = 1 << 16, first_row: int = 0,
 def is_list(t: pa.DataType) -> bool:
     """A list column (list, large list or fixed-size list): K values a row."""
     return pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)
+
+
+class _Gunzip:
+    """A gzip stream inflated by ISA-L (the ``isal`` package), with the file methods the readers use.
+
+    ISA-L inflates about 2.5x faster than zlib (which pyarrow's
+    CompressedInputStream uses); gzip decompression is the one serial step of
+    reading a compressed CSV.  Its errors come out as OSError, as pyarrow's do.
+    """
+
+    def __init__(self, raw: pa.NativeFile, igzip: Any, errors: tuple[type[Exception], ...]) -> None:
+        self.raw = raw
+        self.errors = errors
+        self.gz = igzip.IGzipFile(fileobj=raw, mode="rb")
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.gz.read(n)
+        except self.errors as e:
+            raise OSError(f"gzip: {e}") from None
+
+    def readinto(self, buf: Any) -> int:
+        try:
+            return self.gz.readinto(buf)
+        except self.errors as e:
+            raise OSError(f"gzip: {e}") from None
+
+    def close(self) -> None:
+        self.gz.close()
+        self.raw.close()
+
+    def __enter__(self) -> _Gunzip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _isal_gunzip(raw: pa.NativeFile) -> _Gunzip | None:
+    """``raw`` inflated by ISA-L, or None when ``isal`` is not installed (pyarrow's zlib then)."""
+    if os.environ.get("LOSSCTL_NATIVE", "1") == "0":
+        return None
+    try:
+        from isal import igzip, igzip_lib
+    except ImportError:
+        return None
+    return _Gunzip(raw, igzip, (EOFError, igzip_lib.IsalError))
 
 
 def short(e: Exception) -> str:
