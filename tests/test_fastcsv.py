@@ -794,3 +794,70 @@ def test_big_file_matches_exact_reference(big) -> None:
     expected = {"mse": mse, "rmse": math.sqrt(mse), "mae": _exact_mean(np.abs(d))}
     got = {k: v["value"] for k, v in doc["losses"].items()}
     assert got == expected
+
+
+# --------------------------------------------------------------------------
+# 6. one text column (--by): the C fast path's string values and codes are pyarrow's
+# --------------------------------------------------------------------------
+
+TEXT_VALUES = ["a", "s001", '"s002"', '"with, comma"', '"two\nlines"', "ünï", '"quo""te"', "", '""', "NA",
+               "null", "nan", "-", " pad ", '"x"']
+
+
+def _by_reader(tmp_path: Path, data: bytes) -> sources.CsvReader:
+    path = tmp_path / "by.csv"
+    path.write_bytes(data)
+    from lossctl.io.sources import open_source
+
+    return sources.CsvReader(open_source(str(path)))
+
+
+def _parse_by(reader: sources.CsvReader, data: bytes, columns: list[str]) -> pa.Table:
+    block = sources._Block(bytearray(data), 0, len(data))
+    return reader._parse_block(block, columns, {"s"}, {"s"})
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_text_column_same_table_as_arrow(seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(seed)
+    pool = TEXT_VALUES if seed % 2 else [v for v in TEXT_VALUES[:6] if "\n" not in v]
+    rows = [f"{rng.normal():.17g},{pool[rng.integers(len(pool))]},{rng.normal() * 1e3:.6g}"
+            for _ in range(int(rng.integers(1, 400)))]
+    data = ("y,s,p\n" + ("\r\n" if seed % 3 == 0 else "\n").join(rows) + "\n").encode()
+    reader = _by_reader(tmp_path, data)
+    body = data[data.index(b"\n") + 1:]
+    fast = _parse_by(reader, body, ["y", "s", "p"])
+    monkeypatch.setattr(fastcsv, "parse_with_text", lambda *a: None)  # pyarrow only
+    slow = _parse_by(reader, body, ["y", "s", "p"])
+    assert fast.schema == slow.schema
+    assert fast.column("s").to_pylist() == slow.column("s").to_pylist()
+    for c in ("y", "p"):
+        assert (bits(fast.column(c).to_numpy()) == bits(slow.column(c).to_numpy())).all()
+
+
+def test_text_column_fast_path_is_taken_for_plain_slices(tmp_path: Path) -> None:
+    data = b"y,s,p\n" + b"".join(b'%d,"s%03d",%d.5\n' % (i, i % 7, i) for i in range(100))
+    reader = _by_reader(tmp_path, data)
+    got = fastcsv.parse_with_text(memoryview(data[6:]), ",", reader.columns, ["y", "p"], "s")
+    assert got is not None
+    floats, strings = got
+    assert strings.to_pylist() == [f"s{i % 7:03d}" for i in range(100)]
+    assert floats["p"][3] == 3.5
+    for refused in (b'1,"a""b",2\n', b"1,\xff\xfe,2\n"):  # an escape, not UTF-8: pyarrow's
+        assert fastcsv.parse_with_text(memoryview(refused), ",", reader.columns, ["y", "p"], "s") is None
+
+
+def test_cli_by_on_csv_same_report_with_and_without_c(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    keys = ["north", "south", '"east"', "NA", "west"]
+    lines = [f"{rng.normal():.17g},{keys[rng.integers(5)]},{rng.normal():.17g}" for _ in range(5000)]
+    path = tmp_path / "s.csv"
+    path.write_text("y,region,p\n" + "\n".join(lines) + "\n")
+    args = ["eval", str(path), "-l", "y", "-p", "p", "-m", "mse,mae", "--by", "region", "-f", "json",
+            "--chunk-size", "333"]
+    on, off = run("script", args), run("script", args, env=OFF)
+    assert on.code == off.code == 0
+    assert on.out == off.out
+    got = json.loads(on.out)
+    assert {tuple(s["key"].values()) for s in got["slices"]} == {("north",), ("south",), ("east",),
+                                                                (None,), ("west",)}

@@ -20,6 +20,11 @@
  * which agrees with pyarrow's to the bit, overflow to inf included.  The GIL
  * is released while parsing, so blocks parse in parallel.
  *
+ * One field may be wanted as text instead (slot 0xFFFE: the --by column of a
+ * slice): its raw bytes are copied out with int32 offsets, for an Arrow string
+ * array (of a quoted field without "" escapes, its content); a "" escape gives
+ * the block up.
+ *
  * record_end(buffer, begin, end, delimiter, first, eof) tells where a block
  * may end: the last (or first) record end outside quoted fields, read by
  * pyarrow's own rules (a quote opens a quoted field only at the start of a
@@ -40,6 +45,7 @@
 #define POW10_COUNT (POW10_MAX - POW10_MIN + 1)
 #define MAX_COLUMNS 65536
 #define SKIP 0xFFFF
+#define TEXT 0xFFFE
 
 /* 128-bit approximations (rounded down) of 10**e, e in [POW10_MIN, POW10_MAX],
    as (low, high) 64-bit words with the top bit of high set; set from Python. */
@@ -259,6 +265,9 @@ typedef struct {
     Py_ssize_t ncols, rows, cap;
     Deferred *later;
     Py_ssize_t nlater, caplater;
+    int32_t *toff;  /* the text field: rows + 1 offsets into tdata, or NULL */
+    char *tdata;
+    Py_ssize_t tlen, tcap;
 } Output;
 
 static int grow_rows(Output *o)
@@ -270,8 +279,46 @@ static int grow_rows(Output *o)
             return 0;
         o->col[s] = c;
     }
+    if (o->toff != NULL) {
+        int32_t *t = realloc(o->toff, (size_t)(cap + 1) * sizeof(int32_t));
+        if (t == NULL)
+            return 0;
+        o->toff = t;
+    }
     o->cap = cap;
     return 1;
+}
+
+/* Copy the text field at p; return its end, or NULL to give up. */
+static const char *text_field(const char *p, const char *end, char delim, Output *o)
+{
+    const char *q, *after;
+    if (p < end && *p == '"') {  /* quoted, without "" escapes (those are pyarrow's) */
+        q = memchr(p + 1, '"', (size_t)(end - p - 1));
+        if (q == NULL || (q + 1 < end && q[1] == '"'))
+            return NULL;
+        after = q + 1;
+        p++;
+    } else {
+        q = after = skip_field(p, end, delim);
+        if (q == NULL)
+            return NULL;
+    }
+    Py_ssize_t len = q - p;
+    if (o->tlen + len > INT32_MAX)
+        return NULL;
+    if (o->tlen + len > o->tcap) {
+        Py_ssize_t cap = 2 * (o->tlen + len) + 4096;
+        char *t = realloc(o->tdata, (size_t)cap);
+        if (t == NULL)
+            return NULL;
+        o->tdata = t;
+        o->tcap = cap;
+    }
+    memcpy(o->tdata + o->tlen, p, (size_t)len);
+    o->tlen += len;
+    o->toff[o->rows + 1] = (int32_t)o->tlen;
+    return after;
 }
 
 static int defer(Output *o, int slot, Py_ssize_t start, Py_ssize_t len)
@@ -318,6 +365,8 @@ static int parse_block(const char *p, const char *end, char delim, Py_ssize_t nf
         for (Py_ssize_t f = 0; f < nfields; f++) {
             if (slot[f] == SKIP)
                 p = skip_field(p, end, delim);
+            else if (slot[f] == TEXT)
+                p = text_field(p, end, delim, o);
             else
                 p = wanted_field(base, p, end, slot[f], o);
             if (p == NULL)
@@ -369,17 +418,29 @@ static PyObject *parse_floats(PyObject *self, PyObject *args)
     const char *data = block.buf;
     Py_ssize_t nfields = wanted.len / 2;
     const uint16_t *slot = wanted.buf;
-    Output o = {NULL, 0, 0, 1024 + block.len / 64, NULL, 0, 0};
+    Output o = {NULL, 0, 0, 1024 + block.len / 64, NULL, 0, 0, NULL, NULL, 0, 0};
+    int texts = 0;
     if (!pow10_ready || nfields < 1 || nfields > MAX_COLUMNS || wanted.len % 2 || delim > 127) {
         PyErr_SetString(PyExc_ValueError, "parse_floats: bad arguments or powers not set");
         goto done;
     }
-    for (Py_ssize_t f = 0; f < nfields; f++)
-        if (slot[f] != SKIP && slot[f] + 1 > o.ncols)
+    for (Py_ssize_t f = 0; f < nfields; f++) {
+        texts += slot[f] == TEXT;
+        if (slot[f] != SKIP && slot[f] != TEXT && slot[f] + 1 > o.ncols)
             o.ncols = slot[f] + 1;
+    }
+    if (texts > 1) {
+        PyErr_SetString(PyExc_ValueError, "parse_floats: at most one text column");
+        goto done;
+    }
     o.col = calloc((size_t)o.ncols + 1, sizeof(double *));
     if (o.col == NULL)
         goto nomem;
+    if (texts) {
+        if ((o.toff = malloc((size_t)(o.cap + 1) * sizeof(int32_t))) == NULL)
+            goto nomem;
+        o.toff[0] = 0;
+    }
     for (Py_ssize_t s = 0; s < o.ncols; s++)
         if ((o.col[s] = malloc((size_t)o.cap * sizeof(double))) == NULL)
             goto nomem;
@@ -402,7 +463,19 @@ static PyObject *parse_floats(PyObject *self, PyObject *args)
         }
         PyList_SET_ITEM(arrays, s, a);
     }
-    result = Py_BuildValue("nN", o.rows, arrays);
+    PyObject *text = Py_None;
+    if (texts) {
+        text = Py_BuildValue("NN", PyByteArray_FromStringAndSize((const char *)o.toff,
+                                                                 (o.rows + 1) * (Py_ssize_t)sizeof(int32_t)),
+                             PyByteArray_FromStringAndSize(o.tdata ? o.tdata : "", o.tlen));
+        if (text == NULL) {
+            Py_DECREF(arrays);
+            goto done;
+        }
+    } else {
+        Py_INCREF(text);
+    }
+    result = Py_BuildValue("nNN", o.rows, arrays, text);
     goto done;
 nomem:
     PyErr_NoMemory();
@@ -411,6 +484,8 @@ done:
         free(o.col[s]);
     free(o.col);
     free(o.later);
+    free(o.toff);
+    free(o.tdata);
     PyBuffer_Release(&block);
     PyBuffer_Release(&wanted);
     return result;
@@ -595,8 +670,9 @@ static PyObject *set_powers(PyObject *self, PyObject *arg)
 
 static PyMethodDef methods[] = {
     {"parse_floats", parse_floats, METH_VARARGS,
-     "parse_floats(block, delimiter, wanted) -> (rows, [bytearray]) | None\n\n"
-     "wanted: one native uint16 per column, the output slot or 0xFFFF to skip."},
+     "parse_floats(block, delimiter, wanted) -> (rows, [bytearray], text) | None\n\n"
+     "wanted: one native uint16 per column, the output slot, 0xFFFF to skip or 0xFFFE for the\n"
+     "text column; text: (int32 offsets, data) bytearrays of that column, or None."},
     {"record_end", record_end, METH_VARARGS,
      "record_end(buffer, begin, end, delimiter, first, eof) -> (cut, inside): the last (or first)\n"
      "record end outside quoted fields in buffer[begin:end], or -1, and whether the scan ends\n"

@@ -24,6 +24,15 @@ def from_numpy(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
                                  null_count=nulls)
 
 
+def strings(values: list[str]) -> pa.Array:
+    """A string array of ``values``."""
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    return pa.Array.from_buffers(pa.large_string(), len(data), [None, pa.py_buffer(offsets),
+                                                               pa.py_buffer(b"".join(data))]).cast(pa.string())
+
+
 def repeated(text: str, n: int) -> pa.Array:
     """A string array of ``n`` times ``text`` (built with 64-bit offsets, which cannot overflow)."""
     data = text.encode()

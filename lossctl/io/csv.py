@@ -18,9 +18,11 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import InputError, InvalidInput
@@ -134,7 +136,7 @@ class CsvReader(Reader):
                 skip -= got
             carry = b""
             # a small plain file gets a buffer of its size, not a whole block
-            size = s.size if s.path != "-" and not s.compression else None
+            size = None if s.compression else s.size  # (None for stdin and pipes)
             block = CSV_BLOCK if size is None else max(1, min(CSV_BLOCK, size + 1))
             while True:
                 need = len(carry) + min(max(block, len(carry)), limit + 1 - len(carry))
@@ -167,11 +169,29 @@ class CsvReader(Reader):
             if arrays is not None:
                 return pa.Table.from_arrays([arrow.from_numpy(a) for a in arrays.values()],
                                             names=list(arrays))
+        elif len(text) == 1 and text == categories:  # --by one column
+            table = self._fast_with_category(block, columns, next(iter(text)))
+            if table is not None:
+                return table
         types = {c: (_CATEGORY if c in categories else pa.string()) if c in text else pa.float64()
                  for c in columns}
         read, parse, convert = self._csv_options(columns, types, block)
         return pacsv.read_csv(block.buffer(), read_options=read, parse_options=parse,
                               convert_options=convert)
+
+    def _fast_with_category(self, block: _Block, columns: list[str], category: str) -> pa.Table | None:
+        """The C fast path for the numbers plus one slice column, dictionary-encoded as pyarrow would."""
+        numbers = [c for c in columns if c != category]
+        got = fastcsv.parse_with_text(block.view(), self.source.delimiter, self.columns, numbers, category)
+        if got is None:
+            return None
+        floats, strings = got
+        codes = pc.dictionary_encode(strings)
+        if pc.any(pc.is_in(codes.dictionary, value_set=_null_values())).as_py():
+            return None  # a null marker ("", "NA", ...): pyarrow's nulls
+        arrays = {name: arrow.from_numpy(a) for name, a in floats.items()}
+        arrays[category] = codes
+        return pa.Table.from_arrays([arrays[c] for c in columns], names=columns)
 
     def _csv_batches(self, columns: list[str], text: set[str], categories: set[str]
                      ) -> Iterator[pa.RecordBatch]:
@@ -274,6 +294,12 @@ _LONG = ("the record is longer than {limit} without a line end (--max-record-siz
 _UNCLOSED_LONG = ("a quoted field opened in this row runs on for more than {limit}: an unterminated "
                   "quote? (--max-record-size raises the limit)")
 _UNCLOSED = "a quoted field opened in this row is not closed before the end of the file"
+
+
+@lru_cache(maxsize=1)
+def _null_values() -> pa.Array:
+    """The strings pyarrow's CSV reader takes for null (strings_can_be_null)."""
+    return arrow.strings(pacsv.ConvertOptions().null_values)
 
 
 def _header_end(head: bytearray, size: int, delimiter: str, eof: bool) -> tuple[int, int] | None:
