@@ -10,13 +10,15 @@
  * exact.  The first row of a key wins; later rows with it are duplicates.
  *
  * build_int(keys, valid, slots, first) -> duplicates
- * build_str(offsets, data, valid, slots, first, hashes) -> duplicates
+ * build_str(offsets, data, valid, slots, first) -> duplicates
  *     keys int64 (n,) / offsets int32 or int64 (n + 1,) and data bytes;
- *     valid uint8 (n,) or None (a null key is never inserted); slots int32
- *     (cap,), zeroed, cap a power of two > n; first uint8 (n,): set to 1 for a
- *     row holding its key's first occurrence; hashes uint64 (n,), filled.
+ *     valid uint8 (n,) or None (a null key is never inserted); slots zeroed,
+ *     a power of two > n of them: int32 (row + 1) for integers, uint64 for
+ *     strings (row + 1 below the top 32 bits of the hash, so a probe reads
+ *     the row's bytes only on a tag match); first uint8 (n,): set to 1 for a
+ *     row holding its key's first occurrence.
  * lookup_int(keys, slots, queries, qvalid, out, hit) -> hits
- * lookup_str(offsets, data, hashes, slots, qoffsets, qdata, qvalid, out, hit) -> hits
+ * lookup_str(offsets, data, slots, qoffsets, qdata, qvalid, out, hit) -> hits
  *     out int64 (m,): the row of each query's key, -1 if none (or a null
  *     query); hit uint8 (n,): set to 1 for every row found; returns the
  *     number of queries found.
@@ -212,11 +214,21 @@ static inline int same_string(const Strings *a, Py_ssize_t i, const Strings *b, 
     return al == bl && memcmp(a->data + ai, b->data + bj, (size_t)al) == 0;
 }
 
+static int check_wide_table(Py_buffer *slots, Py_ssize_t n, Py_buffer *first)
+{
+    Py_ssize_t cap = slots->len / 8;
+    return (slots->len % 8 || cap <= n || (cap & (cap - 1)) || n >= UINT32_MAX ||
+            first->len != n) ? -1 : 0;
+}
+
+/* A string slot: row + 1 in the low 32 bits (0 = empty), the hash's top 32 bits above. */
+#define TAG(h) ((h) >> 32 << 32)
+
 static PyObject *build_str(PyObject *self, PyObject *args)
 {
-    Py_buffer offsets, data, valid = {0}, slots, first, hashes;
+    Py_buffer offsets, data, valid = {0}, slots, first;
     PyObject *valid_obj;
-    if (!PyArg_ParseTuple(args, "y*y*Ow*w*w*", &offsets, &data, &valid_obj, &slots, &first, &hashes))
+    if (!PyArg_ParseTuple(args, "y*y*Ow*w*", &offsets, &data, &valid_obj, &slots, &first))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t n = first.len;
@@ -224,36 +236,37 @@ static PyObject *build_str(PyObject *self, PyObject *args)
     s.data = data.buf;
     if (valid_obj != Py_None && PyObject_GetBuffer(valid_obj, &valid, PyBUF_SIMPLE) < 0)
         goto release;
-    if (check_strings(&offsets, n, &s) || check_table(&slots, n, &first) || hashes.len != n * 8 ||
+    if (check_strings(&offsets, n, &s) || check_wide_table(&slots, n, &first) ||
         (valid.buf && valid.len != n) || (n && str_start(&s, n) > data.len)) {
         PyErr_SetString(PyExc_ValueError, "build_str: bad buffer sizes");
         goto done;
     }
     const uint8_t *v = valid.buf;
-    int32_t *sl = slots.buf;
+    uint64_t *sl = slots.buf;
     uint8_t *fi = first.buf;
-    uint64_t *hs = hashes.buf;
-    uint64_t mask = (uint64_t)(slots.len / 4) - 1;
+    uint64_t mask = (uint64_t)(slots.len / 8) - 1;
     Py_ssize_t dups = 0;
     Py_BEGIN_ALLOW_THREADS
+    uint64_t hb[BLOCK];
     for (Py_ssize_t i = 0; i < n; i++) {
         if (i % BLOCK == 0)  /* hash the next block and prefetch its slots */
             for (Py_ssize_t j = i; j < i + BLOCK && j < n; j++) {
                 int64_t start = str_start(&s, j);
-                hs[j] = hash_bytes(s.data + start, str_start(&s, j + 1) - start);
-                __builtin_prefetch(&sl[hs[j] & mask]);
+                hb[j - i] = hash_bytes(s.data + start, str_start(&s, j + 1) - start);
+                __builtin_prefetch(&sl[hb[j - i] & mask]);
             }
         fi[i] = 0;
         if (v && !v[i])
             continue;
-        for (uint64_t h = hs[i] & mask;; h = (h + 1) & mask) {
-            int32_t r = sl[h];
-            if (r == 0) {
-                sl[h] = (int32_t)(i + 1);
+        uint64_t hash = hb[i % BLOCK], tag = TAG(hash);
+        for (uint64_t h = hash & mask;; h = (h + 1) & mask) {
+            uint64_t e = sl[h];
+            if (e == 0) {
+                sl[h] = tag | (uint64_t)(i + 1);
                 fi[i] = 1;
                 break;
             }
-            if (hs[r - 1] == hs[i] && same_string(&s, r - 1, &s, i)) {
+            if (TAG(e) == tag && same_string(&s, (Py_ssize_t)(uint32_t)e - 1, &s, i)) {
                 dups++;
                 break;
             }
@@ -269,15 +282,14 @@ release:
     PyBuffer_Release(&data);
     PyBuffer_Release(&slots);
     PyBuffer_Release(&first);
-    PyBuffer_Release(&hashes);
     return result;
 }
 
 static PyObject *lookup_str(PyObject *self, PyObject *args)
 {
-    Py_buffer offsets, data, hashes, slots, qoffsets, qdata, qvalid = {0}, out, hit;
+    Py_buffer offsets, data, slots, qoffsets, qdata, qvalid = {0}, out, hit;
     PyObject *qvalid_obj;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*Ow*w*", &offsets, &data, &hashes, &slots, &qoffsets, &qdata,
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*Ow*w*", &offsets, &data, &slots, &qoffsets, &qdata,
                           &qvalid_obj, &out, &hit))
         return NULL;
     PyObject *result = NULL;
@@ -288,17 +300,16 @@ static PyObject *lookup_str(PyObject *self, PyObject *args)
     if (qvalid_obj != Py_None && PyObject_GetBuffer(qvalid_obj, &qvalid, PyBUF_SIMPLE) < 0)
         goto release;
     if (out.len % 8 || check_strings(&offsets, n, &s) || check_strings(&qoffsets, m, &q) ||
-        check_table(&slots, n, &hit) || hashes.len != n * 8 || (qvalid.buf && qvalid.len != m) ||
+        check_wide_table(&slots, n, &hit) || (qvalid.buf && qvalid.len != m) ||
         (n && str_start(&s, n) > data.len) || (m && str_start(&q, m) > qdata.len)) {
         PyErr_SetString(PyExc_ValueError, "lookup_str: bad buffer sizes");
         goto done;
     }
     const uint8_t *v = qvalid.buf;
-    const int32_t *sl = slots.buf;
-    const uint64_t *hs = hashes.buf;
+    const uint64_t *sl = slots.buf;
     int64_t *o = out.buf;
     uint8_t *hi = hit.buf;
-    uint64_t mask = (uint64_t)(slots.len / 4) - 1;
+    uint64_t mask = (uint64_t)(slots.len / 8) - 1;
     Py_ssize_t hits = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t b = 0; b < m; b += BLOCK) {
@@ -309,29 +320,29 @@ static PyObject *lookup_str(PyObject *self, PyObject *args)
             hq[i - b] = hash_bytes(q.data + start, str_start(&q, i + 1) - start);
             __builtin_prefetch(&sl[hq[i - b] & mask]);
         }
-        for (Py_ssize_t i = b; i < e; i++) {  /* ... then the candidate rows' hashes and offsets */
-            int32_t r = sl[hq[i - b] & mask];
-            if (r) {
-                __builtin_prefetch(&hs[r - 1]);
-                __builtin_prefetch((const char *)s.offsets + (r - 1) * (s.wide ? 8 : 4));
-            }
+        for (Py_ssize_t i = b; i < e; i++) {  /* ... then the candidate rows' offsets */
+            uint64_t en = sl[hq[i - b] & mask];
+            if (en && TAG(en) == TAG(hq[i - b]))
+                __builtin_prefetch((const char *)s.offsets + ((uint32_t)en - 1) * (s.wide ? 8 : 4));
         }
         for (Py_ssize_t i = b; i < e; i++) {  /* ... then their bytes */
-            int32_t r = sl[hq[i - b] & mask];
-            if (r)
-                __builtin_prefetch(s.data + str_start(&s, r - 1));
+            uint64_t en = sl[hq[i - b] & mask];
+            if (en && TAG(en) == TAG(hq[i - b]))
+                __builtin_prefetch(s.data + str_start(&s, (Py_ssize_t)(uint32_t)en - 1));
         }
         for (Py_ssize_t i = b; i < e; i++) {
             o[i] = -1;
             if (v && !v[i])
                 continue;
+            uint64_t tag = TAG(hq[i - b]);
             for (uint64_t h = hq[i - b] & mask;; h = (h + 1) & mask) {
-                int32_t r = sl[h];
-                if (r == 0)
+                uint64_t en = sl[h];
+                if (en == 0)
                     break;
-                if (hs[r - 1] == hq[i - b] && same_string(&s, r - 1, &q, i)) {
-                    o[i] = r - 1;
-                    hi[r - 1] = 1;
+                Py_ssize_t r = (Py_ssize_t)(uint32_t)en - 1;
+                if (TAG(en) == tag && same_string(&s, r, &q, i)) {
+                    o[i] = r;
+                    hi[r] = 1;
                     hits++;
                     break;
                 }
@@ -346,7 +357,6 @@ done:
 release:
     PyBuffer_Release(&offsets);
     PyBuffer_Release(&data);
-    PyBuffer_Release(&hashes);
     PyBuffer_Release(&slots);
     PyBuffer_Release(&qoffsets);
     PyBuffer_Release(&qdata);
@@ -361,9 +371,9 @@ static PyMethodDef methods[] = {
     {"lookup_int", lookup_int, METH_VARARGS,
      "lookup_int(keys, slots, queries, qvalid, out, hit) -> hits: the row of each int64 query, or -1."},
     {"build_str", build_str, METH_VARARGS,
-     "build_str(offsets, data, valid, slots, first, hashes) -> duplicates: index Arrow strings."},
+     "build_str(offsets, data, valid, slots, first) -> duplicates: index Arrow strings, uint64 slots."},
     {"lookup_str", lookup_str, METH_VARARGS,
-     "lookup_str(offsets, data, hashes, slots, qoffsets, qdata, qvalid, out, hit) -> hits."},
+     "lookup_str(offsets, data, slots, qoffsets, qdata, qvalid, out, hit) -> hits."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_keyindex", NULL, -1, methods};

@@ -21,7 +21,7 @@ from .. import native
 from ..io import arrow
 
 _native = native.load("_keyindex")
-_MAX_ROWS = (1 << 31) - 2  # the C table holds row + 1 in int32 slots
+_MAX_ROWS = (1 << 31) - 2  # the C table holds row + 1 in int32 slots (strings: 32 bits of uint64 ones)
 
 
 def _valid(arr: pa.Array) -> np.ndarray | None:
@@ -77,14 +77,14 @@ class KeyIndex:
         self.native = _native is not None and n <= _MAX_ROWS
         self.first = np.zeros(n, dtype=np.uint8)  # rows holding their key's first occurrence
         if self.native:
-            self.slots = np.zeros(1 << max(4, int(1.5 * n).bit_length()), dtype=np.int32)
+            size = 1 << max(4, int(1.5 * n).bit_length())
             if self.ints:
+                self.slots = np.zeros(size, dtype=np.int32)
                 self.duplicates = _native.build_int(_ints(self.keys), self.valid, self.slots, self.first)
             else:
                 offsets, data = _strings(self.keys)
-                self.hashes = np.empty(n, dtype=np.uint64)
-                self.duplicates = _native.build_str(offsets, data, self.valid, self.slots, self.first,
-                                                    self.hashes)
+                self.slots = np.zeros(size, dtype=np.uint64)
+                self.duplicates = _native.build_str(offsets, data, self.valid, self.slots, self.first)
         else:
             self._build_twin()
 
@@ -130,8 +130,8 @@ class KeyIndex:
         if self.native:
             offsets, data = _strings(self.keys)
             q_offsets, q_data = _strings(queries)
-            self.hits += _native.lookup_str(offsets, data, self.hashes, self.slots, q_offsets, q_data,
-                                            valid, out, self.hit)
+            self.hits += _native.lookup_str(offsets, data, self.slots, q_offsets, q_data, valid, out,
+                                            self.hit)
             return out
         if self.ints:
             q = _ints(queries)
