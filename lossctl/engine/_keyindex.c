@@ -30,6 +30,11 @@
 #include <string.h>
 
 #define BLOCK 32  /* queries whose memory accesses are prefetched together */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
 
 static inline uint64_t splitmix64(uint64_t z)
 {
@@ -112,7 +117,7 @@ static PyObject *build_int(PyObject *self, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         if (i % BLOCK == 0)  /* prefetch the next block's slots */
             for (Py_ssize_t j = i; j < i + BLOCK && j < n; j++)
-                __builtin_prefetch(&sl[splitmix64((uint64_t)k[j]) & mask]);
+                PREFETCH(&sl[splitmix64((uint64_t)k[j]) & mask]);
         fi[i] = 0;
         if (v && !v[i])
             continue;
@@ -171,11 +176,11 @@ static PyObject *lookup_int(PyObject *self, PyObject *args)
         uint64_t hb[BLOCK];
         for (Py_ssize_t i = b; i < e; i++) {  /* independent loads in flight: prefetch the slots */
             hb[i - b] = splitmix64((uint64_t)q[i]) & mask;
-            __builtin_prefetch(&sl[hb[i - b]]);
+            PREFETCH(&sl[hb[i - b]]);
         }
         for (Py_ssize_t i = b; i < e; i++)
             if (sl[hb[i - b]])
-                __builtin_prefetch(&k[sl[hb[i - b]] - 1]);
+                PREFETCH(&k[sl[hb[i - b]] - 1]);
         for (Py_ssize_t i = b; i < e; i++) {
             o[i] = -1;
             if (v && !v[i])
@@ -253,7 +258,7 @@ static PyObject *build_str(PyObject *self, PyObject *args)
             for (Py_ssize_t j = i; j < i + BLOCK && j < n; j++) {
                 int64_t start = str_start(&s, j);
                 hb[j - i] = hash_bytes(s.data + start, str_start(&s, j + 1) - start);
-                __builtin_prefetch(&sl[hb[j - i] & mask]);
+                PREFETCH(&sl[hb[j - i] & mask]);
             }
         fi[i] = 0;
         if (v && !v[i])
@@ -318,17 +323,17 @@ static PyObject *lookup_str(PyObject *self, PyObject *args)
         for (Py_ssize_t i = b; i < e; i++) {  /* independent loads in flight: prefetch the slots */
             int64_t start = str_start(&q, i);
             hq[i - b] = hash_bytes(q.data + start, str_start(&q, i + 1) - start);
-            __builtin_prefetch(&sl[hq[i - b] & mask]);
+            PREFETCH(&sl[hq[i - b] & mask]);
         }
         for (Py_ssize_t i = b; i < e; i++) {  /* ... then the candidate rows' offsets */
             uint64_t en = sl[hq[i - b] & mask];
             if (en && TAG(en) == TAG(hq[i - b]))
-                __builtin_prefetch((const char *)s.offsets + ((uint32_t)en - 1) * (s.wide ? 8 : 4));
+                PREFETCH((const char *)s.offsets + ((uint32_t)en - 1) * (s.wide ? 8 : 4));
         }
         for (Py_ssize_t i = b; i < e; i++) {  /* ... then their bytes */
             uint64_t en = sl[hq[i - b] & mask];
             if (en && TAG(en) == TAG(hq[i - b]))
-                __builtin_prefetch(s.data + str_start(&s, (Py_ssize_t)(uint32_t)en - 1));
+                PREFETCH(s.data + str_start(&s, (Py_ssize_t)(uint32_t)en - 1));
         }
         for (Py_ssize_t i = b; i < e; i++) {
             o[i] = -1;
