@@ -43,7 +43,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import find_lossctl, measure, precompile_lossctl, regression_batch  # noqa: E402
+from generate import regression_batch  # noqa: E402
+from run import find_lossctl, measure, precompile_lossctl  # noqa: E402
 
 LOSSES = "mse,rmse,mae"
 
