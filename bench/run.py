@@ -513,7 +513,7 @@ class Target:
         spec = {"x": ".2f", "MiB": ".0f", "s": ".3f"}[self.unit]
         sep = "" if self.unit == "x" else " "
         value = "-" if self.value is None else f"{self.value:{spec}}{sep}{self.unit}"
-        limit = f"{self.limit:.2f}" if self.unit == "x" else f"{self.limit:g}"
+        limit = {"x": f"{self.limit:.2f}", "s": f"{self.limit:g}"}.get(self.unit, f"{self.limit:.0f}")
         bound = f"{'<' if self.strict else '<='} {limit}{sep}{self.unit}"
         verdict = f"{self.verdict} ({self.note})" if self.value is None and self.note else self.verdict
         return [self.name, value, bound, verdict]
