@@ -797,13 +797,17 @@ def run_peer_task(
     targets: list[str],
     rss_mib: float = DEFAULT_RSS_MIB,
     note: str = "",
+    overall: list[str] | None = None,
 ) -> None:
-    """Run and report one task whose lossctl entries (``targets``) are held against the fastest peer."""
+    """Run and report one task whose lossctl entries (``targets``) are held against the fastest peer.
+
+    ``overall``: the entries whose overall values are checked (group-by peers have none).
+    """
     run_entries(name, entries, args.repeat, args.timeout)
     size = sum(Path(f).stat().st_size for f in files) / 1e6
     shown = " + ".join(Path(f).name for f in files)
     title = f"{name}: {shown} ({dataset.rows:,} rows, {size:,.0f} MB{note})"
-    report_task(title, entries, dataset, "lossctl", results, name, targets=targets, rss_mib=rss_mib)
+    report_task(title, entries, dataset, "lossctl", results, name, overall, targets, rss_mib)
 
 
 def label_columns_mib(path: str) -> float:
@@ -855,7 +859,8 @@ def run_new_tasks(
         entries = tool_entries(tools, "slices", path, lossctl)
         for entry in entries.values():
             entry.label += " --by slice" if entry.tool == "lossctl" else " group-by"
-        run_peer_task(args, results, "csv-by", entries, data, [path], ["lossctl"], note="; 100 slices")
+        run_peer_task(args, results, "csv-by", entries, data, [path], ["lossctl"], note="; 100 slices",
+                      overall=["lossctl"])
         text, summary = check_slices(entries, data)
         if text:
             print("slices vs per-slice reference (fsum):")
