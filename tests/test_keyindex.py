@@ -123,3 +123,19 @@ def test_native_and_twin_agree_on_any_text(table: list, queries: list) -> None:
             assert (index.duplicates, index.unmatched(), index.repeated()) == (dups, unmatched, repeated)
         finally:
             keyindex._native = saved
+
+
+@pytest.mark.skipif(keyindex._native is None, reason="the optional C extension is not built")
+def test_c_side_refuses_bad_buffers() -> None:
+    c = keyindex._native
+    keys = np.arange(10, dtype=np.int64)
+    first = np.zeros(10, dtype=np.uint8)
+    for slots in (np.zeros(24, dtype=np.int32), np.zeros(8, dtype=np.int32)):  # not a power of two; full
+        with pytest.raises(ValueError):
+            c.build_int(keys, None, slots, first)
+    with pytest.raises(ValueError):
+        c.build_str(np.zeros(5, dtype=np.int32), b"", None, np.zeros(16, dtype=np.uint64), first)
+    slots = np.zeros(16, dtype=np.int32)
+    assert c.build_int(keys, None, slots, first) == 0
+    with pytest.raises(ValueError):  # out not as long as the queries
+        c.lookup_int(keys, slots, keys, None, np.empty(3, dtype=np.int64), np.zeros(10, dtype=np.uint8))

@@ -86,11 +86,13 @@ static int check_strings(Py_buffer *offsets, Py_ssize_t n, Strings *s)
     return 0;
 }
 
-static int check_table(Py_buffer *slots, Py_ssize_t n, Py_buffer *first)
+/* slots: a power of two > n of `width` bytes each (row + 1 must fit); mask: n bytes. */
+static int check_table(Py_buffer *slots, Py_ssize_t width, Py_ssize_t n, Py_buffer *mask)
 {
-    Py_ssize_t cap = slots->len / 4;
-    return (slots->len % 4 || cap <= n || (cap & (cap - 1)) || n >= INT32_MAX ||
-            (first != NULL && first->len != n)) ? -1 : 0;
+    Py_ssize_t cap = slots->len / width;
+    uint64_t rows = width == 4 ? INT32_MAX : UINT32_MAX;
+    return (slots->len % width || cap <= n || (cap & (cap - 1)) || (uint64_t)n >= rows ||
+            mask->len != n) ? -1 : 0;
 }
 
 static PyObject *build_int(PyObject *self, PyObject *args)
@@ -103,7 +105,7 @@ static PyObject *build_int(PyObject *self, PyObject *args)
     Py_ssize_t n = keys.len / 8;
     if (valid_obj != Py_None && PyObject_GetBuffer(valid_obj, &valid, PyBUF_SIMPLE) < 0)
         goto release;
-    if (keys.len % 8 || check_table(&slots, n, &first) || (valid.buf && valid.len != n)) {
+    if (keys.len % 8 || check_table(&slots, 4, n, &first) || (valid.buf && valid.len != n)) {
         PyErr_SetString(PyExc_ValueError, "build_int: bad buffer sizes");
         goto done;
     }
@@ -158,7 +160,7 @@ static PyObject *lookup_int(PyObject *self, PyObject *args)
     Py_ssize_t n = keys.len / 8, m = queries.len / 8;
     if (qvalid_obj != Py_None && PyObject_GetBuffer(qvalid_obj, &qvalid, PyBUF_SIMPLE) < 0)
         goto release;
-    if (keys.len % 8 || queries.len % 8 || check_table(&slots, n, &hit) || out.len != m * 8 ||
+    if (keys.len % 8 || queries.len % 8 || check_table(&slots, 4, n, &hit) || out.len != m * 8 ||
         (qvalid.buf && qvalid.len != m)) {
         PyErr_SetString(PyExc_ValueError, "lookup_int: bad buffer sizes");
         goto done;
@@ -219,12 +221,6 @@ static inline int same_string(const Strings *a, Py_ssize_t i, const Strings *b, 
     return al == bl && memcmp(a->data + ai, b->data + bj, (size_t)al) == 0;
 }
 
-static int check_wide_table(Py_buffer *slots, Py_ssize_t n, Py_buffer *first)
-{
-    Py_ssize_t cap = slots->len / 8;
-    return (slots->len % 8 || cap <= n || (cap & (cap - 1)) || n >= UINT32_MAX ||
-            first->len != n) ? -1 : 0;
-}
 
 /* A string slot: row + 1 in the low 32 bits (0 = empty), the hash's top 32 bits above. */
 #define TAG(h) ((h) >> 32 << 32)
@@ -241,7 +237,7 @@ static PyObject *build_str(PyObject *self, PyObject *args)
     s.data = data.buf;
     if (valid_obj != Py_None && PyObject_GetBuffer(valid_obj, &valid, PyBUF_SIMPLE) < 0)
         goto release;
-    if (check_strings(&offsets, n, &s) || check_wide_table(&slots, n, &first) ||
+    if (check_strings(&offsets, n, &s) || check_table(&slots, 8, n, &first) ||
         (valid.buf && valid.len != n) || (n && str_start(&s, n) > data.len)) {
         PyErr_SetString(PyExc_ValueError, "build_str: bad buffer sizes");
         goto done;
@@ -305,7 +301,7 @@ static PyObject *lookup_str(PyObject *self, PyObject *args)
     if (qvalid_obj != Py_None && PyObject_GetBuffer(qvalid_obj, &qvalid, PyBUF_SIMPLE) < 0)
         goto release;
     if (out.len % 8 || check_strings(&offsets, n, &s) || check_strings(&qoffsets, m, &q) ||
-        check_wide_table(&slots, n, &hit) || (qvalid.buf && qvalid.len != m) ||
+        check_table(&slots, 8, n, &hit) || (qvalid.buf && qvalid.len != m) ||
         (n && str_start(&s, n) > data.len) || (m && str_start(&q, m) > qdata.len)) {
         PyErr_SetString(PyExc_ValueError, "lookup_str: bad buffer sizes");
         goto done;
