@@ -40,9 +40,14 @@ def _usage(e: click.UsageError) -> click.UsageError:
         if others:
             hint = _OTHER_COMMAND_HINTS.get(e.option_name)
             message = (f"lossctl {here} has no option {e.option_name}: it is an option of "
-                       f"{' and '.join(f'lossctl {o}' for o in others)}"
+                       f"lossctl {_and(others)}"
                        + (f" ({hint})" if hint else ""))
     return _Usage(message[:1].lower() + message[1:], e.ctx)
+
+
+def _and(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 class UsageGroup(click.Group):

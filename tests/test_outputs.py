@@ -465,3 +465,22 @@ def test_rename_no_replace_never_replaces(tmp_path: Path, commit_path: str) -> N
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.parametrize("out", ["out.csv", "out.tsv", "-"])
+@pytest.mark.parametrize("column", ["s", "l"])
+def test_a_nested_kept_column_in_a_text_file(tmp_path: Path, out: str, column: str) -> None:
+    """A struct or list column kept in CSV/TSV is one line naming it; Parquet keeps it."""
+    import pyarrow as pa
+
+    data = tmp_path / "nested.parquet"
+    pq.write_table(pa.table({"y": [1.0, 2.0], "p": [1.5, 2.0], "s": [{"a": 1}, {"a": 2}],
+                             "l": [[1, 2], [3]]}), data)
+    target = out if out == "-" else str(tmp_path / out)
+    r = run("runner", ["rows", data, *COLS, "--keep", column, "-o", target])
+    error(r, f"--keep {column!r}", "Parquet")
+    assert not list(tmp_path.glob("out*"))
+    kept = tmp_path / "kept.parquet"
+    assert run("runner", ["rows", data, *COLS, "--keep", column, "-o", kept]).code == 0
+    assert pq.read_table(kept).column(column).to_pylist() == \
+        pq.read_table(data).column(column).to_pylist()

@@ -440,6 +440,10 @@ class RowWriter:
                 if name in names or name in values:
                     raise UsageError(f"--keep {name!r} clashes with an output column; "
                                      f"output columns are file, row and the loss names")
+                if self.format != "parquet" and pa.types.is_nested(col.type):
+                    raise UsageError(f"--keep {name!r} is {col.type}, which a "
+                                     f"{self.format.upper()} file cannot hold; write Parquet "
+                                     f"(-o FILE.parquet) to keep it")
                 arrays.append(col)
                 names.append(name)
         for key, v in values.items():
