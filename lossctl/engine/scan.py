@@ -69,7 +69,6 @@ class Scan:
         self.slice_keys: SliceKeys | None = None
         self.rows = 0  # rows read, all units
         self.bind_only = False
-        self.first_input = ""  # the file the columns were resolved in (none: given by the plan)
         self.kept_kinds: Tracker | None = None  # kinds of CSV's text --keep columns (--top)
 
     # -- reading --------------------------------------------------------------
@@ -81,15 +80,12 @@ class Scan:
                              unit.byte_range)
         try:
             cols = resolve_columns(reader, self.req)
-        except UsageError as e:
-            if self.columns is None or source.name == self.first_input:
-                raise
-            raise UsageError(f"{source.name}: {e}") from None  # an input after the first: which
+        except UsageError as e:  # which file: the first, or one whose columns differ
+            raise UsageError(f"{source.name}: {e}") from None
         reader.batch_rows = self.req.rows_for(reader, cols.needed)
         if self.columns is None:
             self.columns = cols
             self._join_columns(cols)
-            self.first_input = source.name
         elif not cols.same_as(self.columns):
             raise UsageError(f"{source.name}: columns {cols.needed} differ from the first "
                              f"input's {self.columns.needed}")

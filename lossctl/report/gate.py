@@ -204,17 +204,6 @@ CHECKS_FILE = Obj({
              "baseline"), expected="a table (TOML) or an object (JSON)")
 
 
-_TOLERANCE = OneOf(Number(), Str(), expected='a number or a string like "2%"')
-_TOLERANCES = Map(_TOLERANCE, expected='a table of LOSS = "2%" or LOSS = 0.01')
-CHECKS_FILE = Obj({
-    "fail_if": OneOf(Str(), List(Str()), expected="a string like 'mse > 0.25' or a list of them"),
-    "max_increase": _TOLERANCES,
-    "max_regression": _TOLERANCES,
-    "baseline": Str(expected="a path to a lossctl JSON report"),
-}, optional=("fail_if", "max_increase", "max_regression", "baseline"),
-    expected="a table (TOML) or an object (JSON)")
-
-
 def load_checks_file(path: str) -> Checks:
     """Read a checks file (TOML or JSON) kept in the repository beside the CI job.
 
