@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The C extensions under AddressSanitizer + UndefinedBehaviorSanitizer.
 #
-# Builds lossctl/io/_fastcsv.c, lossctl/core/_exactsum.c and lossctl/core/_kernels.c
+# Builds lossctl/io/_fastcsv.c, lossctl/core/_exactsum.c, lossctl/core/_kernels.c and
+# lossctl/engine/_keyindex.c
 # with -fsanitize=address,undefined into a temporary copy of the source tree, then
 # runs, against that copy, the tests that exercise them (the CSV fast path and the
 # block cutter's scan, the C and NumPy twins of the exact sums, the intervals, the
-# log-softmax) and a short fuzz of the CSV parser's entry points
+# log-softmax, the key joins' hash index) and a short fuzz of the CSV parser's entry points
 # (tests/fuzz_fastcsv.py).  Python itself
 # is not instrumented: libasan is preloaded, leak detection is off (the
 # interpreter keeps memory until exit by design).
@@ -38,15 +39,15 @@ mkdir "$work/src" "$work/reports"
 flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1 -g"
 # built as pip builds it (setup.py's flags, pyproject's build requirements), then the
 # extensions are put beside the copied sources
-CFLAGS="$flags" LDFLAGS="-fsanitize=address,undefined" python -m pip wheel -q --no-deps \
+CFLAGS="$flags" LDFLAGS="-fsanitize=address,undefined" python -m pip wheel -v --no-deps \
     --no-cache-dir -w "$work/wheel" "$work/src" > "$work/build.log" 2>&1 || {
     cat "$work/build.log" >&2; echo "sanitize.sh: build failed" >&2; exit 1; }
 python -m zipfile -e "$work"/wheel/*.whl "$work/wheel/unpacked"
 (cd "$work/wheel/unpacked" && find lossctl -name '*.so' -exec cp {} "$work/src/{}" \;)
-for ext in io/_fastcsv core/_exactsum core/_kernels; do
+for ext in io/_fastcsv core/_exactsum core/_kernels engine/_keyindex; do
     so=$(ls "$work"/src/lossctl/$ext.*.so 2>/dev/null || true)
     # an optional extension that fails to build is skipped by setup.py: here that is an error
-    if [[ -z "$so" ]] || ! ldd "$so" | grep -q libasan; then
+    if [[ -z "$so" ]] || ! ldd "$so" | grep libasan > /dev/null; then  # (not -q: with pipefail, ldd could die of SIGPIPE)
         cat "$work/build.log" >&2
         echo "sanitize.sh: $ext was not built with the sanitizers" >&2
         exit 1
@@ -71,8 +72,10 @@ print("sanitize.sh:", native.status(), "(sanitized)")
 EOF
 
 status=0
-python -m pytest -q -p no:cacheprovider tests/test_fastcsv.py tests/test_intervals.py \
-    tests/test_inputs_hardening.py tests/test_sources_engine.py \
+# --capture=sys: pytest captures Python's output only, so a sanitizer's report (written to
+# file descriptor 2 when its log_path is not honoured) reaches this log even when it ends the process
+python -m pytest -q -p no:cacheprovider --capture=sys tests/test_fastcsv.py tests/test_intervals.py \
+    tests/test_inputs_hardening.py tests/test_sources_engine.py tests/test_keyindex.py \
     "tests/test_fuzz_inputs.py::test_record_end_c_and_twins_agree" \
     "tests/test_core_exactness.py::test_c_binning_gives_the_numpy_sums" \
     "tests/test_core_exactness.py::test_c_group_sums_give_the_numpy_sums" \

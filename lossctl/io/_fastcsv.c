@@ -315,7 +315,8 @@ static const char *text_field(const char *p, const char *end, char delim, Output
         o->tdata = t;
         o->tcap = cap;
     }
-    memcpy(o->tdata + o->tlen, p, (size_t)len);
+    if (len > 0)  /* an empty field: nothing to copy (tdata may still be NULL) */
+        memcpy(o->tdata + o->tlen, p, (size_t)len);
     o->tlen += len;
     o->toff[o->rows + 1] = (int32_t)o->tlen;
     return after;
