@@ -151,9 +151,9 @@ def _options(*decorators: Callable[..., Any]) -> Callable[..., Any]:
 columns_options = _options(
     click.option("-l", "--label", required=True, metavar="COLS", shell_complete=COLUMNS,
                  help="Label column(s): name, 1-based index, glob (y_*), range (a:b), or a comma list."),
-    click.option("-p", "--pred", required=True, metavar="COLS", shell_complete=COLUMNS,
+    click.option("-p", "--pred", multiple=True, metavar="COLS", shell_complete=COLUMNS,
                  help="Prediction column(s), same syntax; K columns (or one list column) for "
-                      "multiclass."),
+                      "multiclass.  eval: repeat for several models (one column each)."),
     click.option("-m", "--loss", "losses", multiple=True, metavar="LOSS", shell_complete=LOSSES,
                  help="Loss to compute, e.g. mse or huber:delta=2; repeat or comma-separate. "
                       "Default: chosen from the columns (see the report)."),
@@ -302,8 +302,13 @@ def _request(files: list[str], o: dict[str, Any], **extra: Any) -> Any:
 
     if o["verbose"]:
         _list_inputs(files + (extra["join"].paths if extra.get("join") else []))
+    preds, glob = list(o["pred"]), o.get("models")
+    if not preds and glob is None:
+        raise click.UsageError("Missing option '-p' / '--pred'.")
     return Request(
-        paths=files, label=o["label"], pred=o["pred"], losses=list(o["losses"]),
+        paths=files, label=o["label"], pred=preds[0] if preds else "", losses=list(o["losses"]),
+        preds=preds if len(preds) > 1 or glob is not None else [], models_glob=glob,
+        reference=o.get("reference"),
         weight=o["weight"], nan=o["nan"],
         chunk_rows=o["chunk_size"],
         input_format=o["input_format"],
@@ -426,6 +431,11 @@ def _width() -> int:
 @baseline_options
 @click.option("--ci", is_flag=True,
               help="Add a bootstrap confidence interval to every loss (one pass, constant memory).")
+@click.option("--models", metavar="GLOB", shell_complete=COLUMNS,
+              help="Score every prediction column GLOB matches as a model (with those of -p): "
+                   "a leaderboard, best first, differences against the reference.")
+@click.option("--reference", metavar="MODEL", shell_complete=COLUMNS,
+              help="Several models: the one the others are compared with (default: the first).")
 @interval_options
 @slice_options
 @top_option
@@ -459,7 +469,10 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
     from .report.gate import require_options
 
     checks = _checks(o, baseline, max_increase)
-    require_options(checks, slices=bool(by), compare=False)
+    several = len(o["pred"]) > 1 or o["models"] is not None
+    require_options(checks, slices=bool(by), compare=False, models=several)
+    if emit_state and several:
+        raise click.UsageError("--emit-state saves one model's state; run eval once per model")
     if key and not labels_file:
         raise click.UsageError("--key joins a --labels file; give --labels FILE")
     _html_first(o["html"])

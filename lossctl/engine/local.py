@@ -21,6 +21,7 @@ from .texts import type_text
 def run_local(req: Request, progress: Progress | None = None, sink: Sink | None = None) -> Outcome:
     """Evaluate a request over its files on this machine."""
     plan = Plan(req, per_row=sink is not None)
+    req = plan.req  # (several models: their columns named)
     join = plan.open_join()
     scan = Scan(req, sample=plan.sample(), join=join, join_names=plan.join_names, sink=sink)
     sources = plan.sources

@@ -32,6 +32,7 @@ MAX_CHUNK_ROWS = 1 << 30  # a chunk of more rows would not fit in memory anyway 
 CHUNK_VALUES = 1 << 20
 SAMPLE_ROWS = 10_000  # the automatic loss choice looks at this many first rows of the stream
 DEFAULT_MAX_SLICES = 10_000
+MODEL_ROLE = "model:"  # roles of several models (eval -p a -p b): model:0 (the reference), ...
 
 
 @dataclass
@@ -50,7 +51,10 @@ class Request:
 
     A comparison has two models: ``baseline_pred`` (the baseline's columns in
     the main file) and ``pred`` (the candidate's), or, joined from a second
-    file, ``pred`` in both.
+    file, ``pred`` in both.  A leaderboard has several: ``preds`` (one column
+    each, ``eval -p a -p b``) and the columns ``models_glob`` matches
+    (``--models``); the plan turns both into column names, the
+    ``reference`` model first (see :func:`expand_models`).
     """
 
     paths: list[str]
@@ -81,6 +85,14 @@ class Request:
     unit_bytes: int = 128 << 20  # Dask: files larger than this are split into units
     client: Any = field(default=None, repr=False, compare=False)  # Dask: a Client of the caller's
     ci_key: str | None = None  # bucket rows by this row id column (--ci-key), not (file, row)
+    preds: list[str] = field(default_factory=list)  # several models: one column spec each
+    models_glob: str | None = None  # several models: every prediction column this glob matches
+    reference: str | None = None  # the model the others are compared with (default: the first)
+
+    @property
+    def leaderboard(self) -> bool:
+        """Several models scored against the same labels (eval -p a -p b, --models)."""
+        return bool(self.preds) or self.models_glob is not None
 
     @property
     def compare(self) -> bool:
@@ -90,14 +102,23 @@ class Request:
     @property
     def models(self) -> list[str]:
         """The prediction roles, in order."""
+        if self.leaderboard:
+            return [f"{MODEL_ROLE}{i}" for i in range(len(self.preds))]
         return ["baseline", "candidate"] if self.compare else ["prediction"]
+
+    @property
+    def chooser(self) -> int:
+        """The model whose predictions the automatic loss choice looks at (a candidate, else the first)."""
+        return -1 if self.compare else 0
 
     def main_specs(self) -> dict[str, str]:
         """Column spec of each role read from the main files."""
         specs: dict[str, str] = {}
         if self.join is None or self.join.role != "label":
             specs["label"] = self.label
-        if not self.compare:
+        if self.leaderboard:
+            specs.update(zip(self.models, self.preds, strict=True))
+        elif not self.compare:
             specs["prediction"] = self.pred
         elif self.join is None or self.join.role != "candidate":
             specs["baseline"] = self.baseline_pred or self.pred
@@ -169,6 +190,11 @@ class Columns:
         if column in self.by:
             return "--by column"
         return "key" if column == self.key else "--keep column"
+
+    @property
+    def models(self) -> list[str]:
+        """The column of each model of a leaderboard, in order (the reference first); else []."""
+        return [cs[0] for role, cs in self.roles.items() if role.startswith(MODEL_ROLE)]
 
     def same_as(self, other: Columns) -> bool:
         return self.roles == other.roles and (self.by, self.keep, self.key, self.ci_key) == \
@@ -245,8 +271,7 @@ def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None =
         ci_key = ci_key[0]
     if req.compare and key and not ci_key and req.ci:  # the key names the rows: it buckets them
         ci_key = key
-    model = "candidate" if req.compare else "prediction"
-    pred = roles.get(model) or roles.get("baseline", [])
+    pred = roles.get(req.models[req.chooser]) or roles.get("baseline", [])
     label = roles.get("label", [])
     return Columns(label, pred, weight, baseline=roles.get("baseline"), by=by, keep=keep,
                    key=key, roles=roles, ci_key=ci_key)

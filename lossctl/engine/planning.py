@@ -21,6 +21,7 @@ from ..core.losses import parse_loss_list
 from ..core.state import EvalState
 from ..errors import UsageError
 from ..io import fs
+from ..io.reader import open_reader
 from ..io.sources import Source, expand_distinct, open_source
 from .chunks import role_array
 from .plan import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, Binding, Columns, Request
@@ -50,9 +51,15 @@ class Plan:
             named = parse_loss_list(req.losses)
             if per_row:
                 EvalState(named).check_per_row()
+        if req.reference is not None and not req.leaderboard:
+            raise UsageError("--reference names one of several models (-p A -p B, or --models)")
+        if req.leaderboard:
+            _refuse_with_models(req, per_row)
         self.req = req
         self.per_row = per_row
         self.sources = self._open(req.paths)
+        if req.leaderboard and self.sources:
+            self.req = expand_models(req, self.sources[0])
         self.join_sources = self._open(req.join.paths) if req.join is not None else []
         self.chosen = not req.losses
 
@@ -155,6 +162,54 @@ class Plan:
             if scan.binding is not None:
                 break
         return scan.binding, scan.columns
+
+
+def _refuse_with_models(req: Request, per_row: bool) -> None:
+    """What a leaderboard does not do (one model's views); said before anything is read."""
+    if req.compare:
+        raise UsageError("lossctl compare takes one -p (the candidate); score several models "
+                         "against each other with lossctl eval -p A -p B --ci")
+    given = [name for name, on in (("lossctl rows", per_row), ("--top", req.top),
+                                   ("--quantiles", req.quantiles), ("--html", req.calibration),
+                                   ("--by", req.by)) if on]
+    if given:
+        raise UsageError(f"{given[0]} works on one model, not on several (-p repeated, "
+                         f"--models): run it once per model")
+
+
+def expand_models(req: Request, source: Source) -> Request:
+    """A leaderboard's models as column names of the first file, the reference first.
+
+    Each ``-p`` selects one column (a list column holds a multiclass model's
+    K values); ``--models`` adds every column its glob matches that is not
+    the label, the weight or a model named with ``-p``.
+    """
+    reader = open_reader(source)
+    models: list[str] = []
+    for spec in req.preds:
+        cols = reader.select(spec, "prediction column")
+        if len(cols) != 1:
+            raise UsageError(f"-p {spec!r} selects {len(cols)} columns; with several models "
+                             f"each -p is one model's column (a multiclass model's K values: "
+                             f"one list column, or evaluate it alone)")
+        if cols[0] in models:
+            raise UsageError(f"model {cols[0]!r} is given twice")
+        models += cols
+    if req.models_glob is not None:
+        taken = set(models) | {req.weight}
+        if req.join is None or req.join.role != "label":
+            taken |= set(reader.select(req.label, "label column"))
+        matched = [c for c in reader.select(req.models_glob, "prediction column") if c not in taken]
+        if not matched:
+            raise UsageError(f"--models {req.models_glob!r} matches no prediction column besides "
+                             f"the label, the weight and the -p models")
+        models += matched
+    reference = models[0] if req.reference is None else req.reference
+    if reference not in models:
+        raise UsageError(f"--reference {reference!r} is not one of the models: "
+                         f"{', '.join(models)}")
+    models = [reference] + [m for m in models if m != reference]
+    return replace(req, pred=reference, preds=models, models_glob=None, reference=reference)
 
 
 def joined_files(plan: Plan, stats: JoinStats | None) -> list[dict]:

@@ -222,9 +222,10 @@ class Scan:
             chunk.bucket_keys, chunk.bucket_key_name = piece.column(cols.ci_key), cols.ci_key
         elif req.ci:
             chunk.bucket_rows = file_row + offsets
-        if len(preds) > 1 and req.nan == "skip":  # a row bad in either model is dropped for both
-            bad = [~np.isfinite(p) if p.ndim == 1 else ~np.isfinite(p).all(axis=1) for p in preds]
-            chunk.drops = [bad[1], bad[0]]
+        if len(preds) > 1 and req.nan == "skip":  # a row bad in any model is dropped for all
+            bad = np.logical_or.reduce([~np.isfinite(p) if p.ndim == 1 else
+                                        ~np.isfinite(p).all(axis=1) for p in preds])
+            chunk.drops = [bad] * len(preds)
         return chunk
 
     def _check_width(self, cols: Columns, role: str, values: np.ndarray, file_row: int) -> None:
@@ -237,7 +238,8 @@ class Scan:
 
     def _new_states(self, cols: Columns, chunk: Chunk) -> list[EvalState]:
         if self.binding is None:
-            self.binding = bind(self.req, chunk.y, chunk.preds[-1], self.sample, self.per_row)
+            self.binding = bind(self.req, chunk.y, chunk.preds[self.req.chooser], self.sample,
+                                self.per_row)
         b, req = self.binding, self.req
         cols.label_width, cols.pred_width = b.label_width, b.pred_width
         return [EvalState(b.losses, b.label_width, b.pred_width, weighted=cols.weight is not None,
@@ -271,7 +273,7 @@ def sample(req: Request, sources: list[Source]) -> tuple[np.ndarray, np.ndarray]
     ps: list[np.ndarray] = []
     n = 0
     limit = 0  # SAMPLE_ROWS, fewer for wide rows (from the first file: the same for any split)
-    model = req.models[-1]
+    model = req.models[req.chooser]
     try:
         for source in sources:
             reader = open_reader(source)

@@ -122,11 +122,14 @@ class CheckResult:
     tolerance: Tolerance | None = None
     failing_slices: list[dict[str, Any]] | None = None
     slices_checked: int | None = None
+    model: str | None = None  # which of several models (eval -p a -p b)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "kind": self.kind, "loss": self.loss,
                "value": _num(self.value), "limit": self.limit, "passed": self.passed,
                "detail": self.detail}
+        if self.model is not None:
+            out["model"] = self.model
         if self.tolerance is not None:
             t = self.tolerance
             out["tolerance"] = {"text": t.limit_text, "relative": t.relative, "for": t.loss,
@@ -262,9 +265,14 @@ def merge_checks(*parts: Checks) -> Checks:
 # --------------------------------------------------------------------------
 
 
-def require_options(checks: Checks, *, slices: bool, compare: bool) -> None:
+def require_options(checks: Checks, *, slices: bool, compare: bool, models: bool = False) -> None:
     """Refuse checks the run cannot evaluate, and read the baseline (called before reading,
-    so that a bad baseline does not cost a whole pass; and again on the report)."""
+    so that a bad baseline does not cost a whole pass; and again on the report).
+
+    ``models``: several models (a leaderboard) are gated by thresholds, each model."""
+    if models and (checks.baseline or checks.max_increase):
+        raise UsageError("--baseline gates one model; with several models gate each with "
+                         "--fail-if, or run eval once per model")
     if (checks.slice_thresholds or checks.slice_max_regression) and not slices:
         option = "--slice-fail-if" if checks.slice_thresholds else "--slice-max-regression"
         raise UsageError(f"{option} checks every slice of --by; give --by COLS")
@@ -286,9 +294,13 @@ def evaluate(checks: Checks, report: Report, strict: bool = False,
              min_slice_rows: int = 0) -> Gate:
     """Every check asked for, on a finished report (eval, merge or compare)."""
     require_options(checks, slices=report.state.slice_keys is not None,
-                    compare=report.differences is not None)
+                    compare=report.differences is not None, models=report.leaderboard is not None)
     r = report.result
     width = report.state.pred_width
+    if report.leaderboard is not None:  # every threshold holds for every model, best first
+        return Gate([res for e in report.leaderboard.entries
+                     for res in check_thresholds(checks.thresholds, e.result.values,
+                                                 e.result.losses, width, e.name)])
     gate = Gate(check_thresholds(checks.thresholds, r.values, r.losses, width))
     if checks.slice_thresholds:
         gate.results += check_slice_thresholds(checks.slice_thresholds, report, width,
@@ -340,15 +352,17 @@ def _fails(value: float, op: str, limit: float) -> bool:
 
 
 def check_thresholds(rules: list[Threshold], values: dict[str, float], losses: list[Loss],
-                     pred_width: int) -> list[CheckResult]:
+                     pred_width: int, model: str | None = None) -> list[CheckResult]:
+    """Each ``--fail-if`` rule on the values (of ``model``, one of several: its name leads)."""
     out = []
     for r in rules:
         loss = find_loss(r.loss, losses, pred_width, "--fail-if: ")
         v = values[loss.key]
         failed = math.isnan(v) or _fails(v, r.op, r.limit)
-        out.append(CheckResult(f"fail if {r}", "threshold", loss.key, v, r.limit, not failed,
+        out.append(CheckResult(f"{model}: fail if {r}" if model else f"fail if {r}", "threshold",
+                               loss.key, v, r.limit, not failed,
                                f"{loss.key} = {_near(v, r.limit)}; fails if {r.op} "
-                               f"{r.text or repr(r.limit)}"))
+                               f"{r.text or repr(r.limit)}", model=model))
     return out
 
 

@@ -2,12 +2,16 @@
 
 The engine hands back exact states (:class:`lossctl.engine.plan.Outcome`);
 this turns them into results, bootstrap intervals (where the states keep
-buckets) and, for a comparison, paired differences.  Rendering is
+buckets) and, for a comparison, paired differences.  Several models
+(``eval -p a -p b``) make a :class:`Leaderboard`: each model's values and
+intervals as a single model's, ranked, and its paired differences against
+the reference model as ``lossctl compare`` computes them.  Rendering is
 :mod:`lossctl.report.render`; gating is :mod:`lossctl.report.gate`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +21,25 @@ from ..core.state import SLICE_BUCKETS, EvalState, Result
 if TYPE_CHECKING:
     from ..engine.joins import JoinStats
     from ..engine.plan import Columns, Outcome
+
+
+@dataclass
+class Entry:
+    """One model of a leaderboard: its column, values, intervals and differences."""
+
+    name: str  # the model's prediction column
+    state: EvalState
+    result: Result
+    intervals: dict[str, tuple[float, float] | None] | None
+    differences: dict[str, dict[str, Any]] | None  # against the reference (None: it is the reference)
+
+
+@dataclass
+class Leaderboard:
+    """Several models on the same rows: best first by the first loss, in its direction."""
+
+    entries: list[Entry]
+    reference: str
 
 
 @dataclass
@@ -33,6 +56,7 @@ class Report:
     slice_intervals: list[dict[str, tuple[float, float] | None]] | None = None
     # per slice (in the state's slice order), each loss's paired difference: compare --by
     slice_differences: list[dict[str, Any]] | None = None
+    leaderboard: Leaderboard | None = None  # several models (then ``result`` is the reference's)
 
     @property
     def state(self) -> EvalState:
@@ -41,7 +65,7 @@ class Report:
 
     @property
     def baseline_state(self) -> EvalState | None:
-        return self.outcome.states[0] if len(self.outcome.states) == 2 else None
+        return self.outcome.states[0] if self.differences is not None else None
 
     @property
     def inputs(self) -> list[str]:
@@ -62,20 +86,45 @@ class Report:
 
 
 def make_report(outcome: Outcome, confidence: float = 0.95) -> Report:
-    """Results, and intervals where the states keep buckets, of one model or a comparison."""
+    """Results, and intervals where the states keep buckets, of one model, a comparison or several."""
     state = outcome.states[-1]
-    report = Report(outcome, state.result(), confidence=confidence)
     counts = intervals.poisson_counts(state.buckets, state.seed) if state.buckets else None
+    if outcome.columns.models:
+        board = make_leaderboard(outcome, counts, confidence)
+        ref = next(e for e in board.entries if e.name == board.reference)
+        return Report(outcome, ref.result, confidence=confidence, leaderboard=board)
+    report = Report(outcome, state.result(), confidence=confidence)
     per_slice = intervals.poisson_counts(SLICE_BUCKETS, state.seed) if state.buckets else None
     if counts is not None:
         report.intervals = intervals.loss_intervals(state, counts, confidence)
         if state.slice_buckets is not None:
             report.slice_intervals = intervals.slice_intervals(state, per_slice, confidence)
-    base = report.baseline_state
-    if base is not None:
+    if len(outcome.states) == 2:
+        base = outcome.states[0]
         report.baseline = base.result()
         report.differences = intervals.differences(base, state, counts, confidence)
         if state.slice_keys is not None and per_slice is not None:
             report.slice_differences = intervals.slice_differences(base, state, per_slice,
                                                                    confidence)
     return report
+
+
+def make_leaderboard(outcome: Outcome, counts: Any, confidence: float = 0.95) -> Leaderboard:
+    """Every model's values and intervals (the same bucket counts for all), and its paired
+    differences against the reference (the first state), ranked by the first loss.
+
+    Ties keep the models' order (the reference first); a NaN value ranks last.
+    """
+    ref = outcome.states[0]
+    entries = [Entry(name, st, st.result(),
+                     None if counts is None else intervals.loss_intervals(st, counts, confidence),
+                     None if i == 0 else intervals.differences(ref, st, counts, confidence))
+               for i, (name, st) in enumerate(zip(outcome.columns.models, outcome.states,
+                                                  strict=True))]
+    first = ref.losses[0]
+
+    def rank(e: Entry) -> tuple[bool, float]:
+        v = first.definition.badness(e.result.values[first.key])
+        return (math.isnan(v), 0.0 if math.isnan(v) else v)
+
+    return Leaderboard(sorted(entries, key=rank), outcome.columns.models[0])

@@ -42,6 +42,8 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
     ``min_slice_rows`` hides smaller slices (counted in ``slices_hidden``);
     ``sort`` orders slices by that loss, worst first (else by slice value).
     """
+    if report.leaderboard is not None:
+        return _leaderboard(report, checks)
     r = report.result
     c = report.columns
     cols: dict[str, Any] = {"label": c.label, "prediction": c.pred, "weight": c.weight}
@@ -66,28 +68,14 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
     }
     state = report.state
     for loss in r.losses:
-        d = loss.definition
-        entry: dict[str, Any] = {"name": loss.name, "params": loss.params, "task": d.task,
-                                 "kind": d.kind, "group": d.group,
-                                 "higher_is_better": d.higher_is_better,
-                                 "direction": d.direction}
+        entry = _described(loss)
         if report.differences is not None:
             entry.update(_compared(report.differences[loss.key]))
         else:
-            entry["value"] = _num(r.values[loss.key])
-            if entry["value"] is None:  # which of inf, -inf, nan (a baseline needs to know)
-                entry["nonfinite"] = repr(r.values[loss.key])
-            if report.intervals is not None:
-                entry["ci"] = _pair(report.intervals[loss.key])
-                note = state.interval_note(loss)
-                if note is not None:
-                    entry["ci_unsupported"] = note
-            entry.update(r.details.get(loss.key, {}))
+            entry.update(_valued(loss, r, report.intervals, state))
         doc["losses"][loss.key] = entry
     if state.buckets:
-        doc["confidence"] = {"level": report.confidence, "method": METHOD,
-                             "buckets": state.buckets, "seed": state.seed,
-                             "ci_key": report.columns.ci_key}
+        _add_confidence(doc, report)
     if state.slice_keys is not None:
         _add_slices(doc, report, min_slice_rows, sort)
     if state.distributions.quantiles:
@@ -103,6 +91,68 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
     if baseline is not None:
         doc["baseline"] = {"path": baseline.path, "kind": baseline.kind,
                            "inputs": baseline.inputs, "rows": baseline.rows}
+    if checks:
+        doc["checks"] = [ch.to_dict() for ch in checks]
+        doc["passed"] = all(ch.passed for ch in checks)
+    return doc
+
+
+def _described(loss: Any) -> dict[str, Any]:
+    """What a loss is: name, parameters, task, kind and direction."""
+    d = loss.definition
+    return {"name": loss.name, "params": loss.params, "task": d.task, "kind": d.kind,
+            "group": d.group, "higher_is_better": d.higher_is_better, "direction": d.direction}
+
+
+def _valued(loss: Any, r: Any, ivals: dict | None, state: Any) -> dict[str, Any]:
+    """One model's value of a loss, its interval (if asked for) and the loss's details."""
+    entry: dict[str, Any] = {"value": _num(r.values[loss.key])}
+    if entry["value"] is None:  # which of inf, -inf, nan (a baseline needs to know)
+        entry["nonfinite"] = repr(r.values[loss.key])
+    if ivals is not None:
+        entry["ci"] = _pair(ivals[loss.key])
+        note = state.interval_note(loss)
+        if note is not None:
+            entry["ci_unsupported"] = note
+    entry.update(r.details.get(loss.key, {}))
+    return entry
+
+
+def _add_confidence(doc: dict, report: Report) -> None:
+    state = report.state
+    doc["confidence"] = {"level": report.confidence, "method": METHOD, "buckets": state.buckets,
+                         "seed": state.seed, "ci_key": report.columns.ci_key}
+
+
+def _leaderboard(report: Report, checks: Sequence[CheckResult]) -> dict[str, Any]:
+    """The JSON report of several models: each model's losses as a single model's report
+    holds them, best first, with ``vs_reference`` (as ``lossctl compare`` reports a loss)."""
+    board = report.leaderboard
+    assert board is not None
+    r, c = report.result, report.columns
+    cols: dict[str, Any] = {"label": c.label, "models": c.models, "weight": c.weight}
+    if c.key:
+        cols["key"] = c.key
+    first = r.losses[0]
+    doc: dict[str, Any] = {
+        "lossctl": __version__, "command": "eval", "inputs": report.inputs,
+        "input_files": report.outcome.input_files, "columns": cols, "rows": r.rows,
+        "rows_skipped": r.rows_skipped, "weight_sum": _num(r.weight_sum),
+        "losses_chosen": "auto" if report.losses_chosen else "user",
+        "reference": board.reference,
+        "ranked_by": {"loss": first.key, "direction": first.definition.direction},
+        "models": [{"model": e.name, "rank": rank, "losses": {
+            loss.key: {**_described(loss), **_valued(loss, e.result, e.intervals, e.state),
+                       **({"vs_reference": _compared(e.differences[loss.key])}
+                          if e.differences is not None else {})}
+            for loss in e.result.losses}} for rank, e in enumerate(board.entries, 1)],
+    }
+    if report.state.buckets:
+        _add_confidence(doc, report)
+    if report.join is not None:
+        doc["join"] = report.join.to_dict()
+    if report.outcome.engine is not None:
+        doc["engine"] = report.outcome.engine
     if checks:
         doc["checks"] = [ch.to_dict() for ch in checks]
         doc["passed"] = all(ch.passed for ch in checks)
@@ -198,6 +248,9 @@ def render(doc: dict, fmt: str, color: bool = False, width: int = 120) -> str:
     """Render a report dict (from :func:`to_dict`) in one of :data:`FORMATS`."""
     if fmt == "json":
         return json.dumps(doc, indent=2) + "\n"
+    if fmt == "value" and "models" in doc:  # best first: MODEL<TAB>value, one line per loss
+        return "".join(f"{m['model']}\t{e['value']!r}\n" if e["value"] is not None else
+                       f"{m['model']}\tnan\n" for m in doc["models"] for e in m["losses"].values())
     if fmt == "value":
         key = "candidate" if doc["command"] == "compare" else "value"
         return "".join(f"{entry[key]!r}\n" if entry[key] is not None else "nan\n"
@@ -219,9 +272,10 @@ def _csv(doc: dict, delimiter: str) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
 
-    def raw(v: float | None) -> str:
-        return repr(v) if v is not None else "nan"
-
+    raw = _raw
+    if "models" in doc:
+        _leaderboard_csv(doc, w)
+        return buf.getvalue()
     if "slices" in doc and doc["command"] == "compare":  # one row per slice and loss
         by = doc["columns"]["by"]
         w.writerow(by + ["loss", "rows", "weight_sum", "baseline", "candidate", "difference",
@@ -262,14 +316,46 @@ def _csv(doc: dict, delimiter: str) -> str:
             row = [key, raw(e["value"]), doc["rows"], raw(doc["weight_sum"])]
             if ci:
                 row += [raw(v) for v in (e.get("ci") or [None, None])]
-        mine = [c for c in checks if c["loss"] == key]
-        if not checks:
-            w.writerow(row)
-        elif not mine:
-            w.writerow(row + ["", "", "", ""])
-        for c in mine:
-            w.writerow(row + [c["name"], raw(c["value"]), c["limit"], str(c["passed"]).lower()])
+        _with_checks(w, row, checks, [c for c in checks if c["loss"] == key])
     return buf.getvalue()
+
+
+def _raw(v: float | None) -> str:
+    return repr(v) if v is not None else "nan"
+
+
+def _with_checks(w: Any, row: list, checks: list[dict], mine: list[dict]) -> None:
+    """A row as it is (no checks), or once per check of its own, with the check's columns."""
+    if not checks:
+        w.writerow(row)
+    elif not mine:
+        w.writerow(row + ["", "", "", ""])
+    for c in mine:
+        w.writerow(row + [c["name"], _raw(c["value"]), c["limit"], str(c["passed"]).lower()])
+
+
+def _leaderboard_csv(doc: dict, w: Any) -> None:
+    """Several models: one row per model and loss, best first, with the difference from the
+    reference (empty on the reference's rows)."""
+    ci = "confidence" in doc
+    checks = doc.get("checks", [])
+    w.writerow(["model", "rank", "loss", "value", "rows", "weight_sum"]
+               + (["ci_low", "ci_high"] if ci else []) + ["difference", "relative"]
+               + (["difference_ci_low", "difference_ci_high", "verdict"] if ci else [])
+               + (["check", "check_value", "limit", "passed"] if checks else []))
+    for m in doc["models"]:
+        for key, e in m["losses"].items():
+            row = [m["model"], m["rank"], key, _raw(e["value"]), doc["rows"],
+                   _raw(doc["weight_sum"])]
+            if ci:
+                row += [_raw(v) for v in (e.get("ci") or [None, None])]
+            d = e.get("vs_reference")
+            row += ["", ""] if d is None else [_raw(d["difference"]), _raw(d["relative"])]
+            if ci:
+                row += ["", "", ""] if d is None else \
+                    [_raw(v) for v in (d["ci"] or [None, None])] + [d["verdict"] or ""]
+            _with_checks(w, row, checks, [c for c in checks if c["loss"] == key and
+                                          c.get("model") == m["model"]])
 
 
 def _numeric_column(rows: list[list[str]], i: int) -> bool:

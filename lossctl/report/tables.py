@@ -88,6 +88,38 @@ def _compare_slice_table(doc: dict, by: list[str]) -> tuple[list[str], list[list
     return header, rows
 
 
+def _leaderboard_table(doc: dict) -> tuple[list[str], list[list[str]]]:
+    """Several models: one row per model and loss, best first, with the difference from the
+    reference (its interval and verdict with --ci)."""
+    level = _ci_level(doc)
+    models = doc["models"]
+    header = ["rank", "model", "loss", "value"] + ([level] if level else []) + \
+        ["difference", "relative"] + ([f"{level} of difference", "verdict"] if level else [])
+    digits = {k: distinct_digits([m["losses"][k]["value"] for m in models])
+              for k in models[0]["losses"]}
+    rows = []
+    for m in models:
+        for k, e in m["losses"].items():
+            row = [str(m["rank"]), m["model"], k, number(e["value"], digits[k])]
+            if level:
+                row.append("n/a" if "ci_unsupported" in e else _interval(e.get("ci")))
+            d = e.get("vs_reference")
+            if d is None:
+                row += ["reference", ""] + (["", ""] if level else [])
+            else:
+                row += [signed(d["difference"]), percent(d["relative"])]
+                if level:
+                    row += ["n/a" if "ci_unsupported" in d else _interval(d["ci"], signed),
+                            d["verdict"] or ""]
+            rows.append(row)
+    return header, rows
+
+
+def loss_entries(doc: dict) -> dict[str, dict]:
+    """The losses of a report: its own, or (several models) the first model's."""
+    return doc["models"][0]["losses"] if "models" in doc else doc["losses"]
+
+
 def _top_table(doc: dict) -> tuple[list[str], list[list[str]]]:
     rows = doc["top"]["rows"]
     kept = [k for k in (rows[0] if rows else {}) if k not in ("file", "row", "value")]
@@ -115,6 +147,9 @@ def _check_table(doc: dict) -> tuple[list[str], list[list[str]]]:
 
 def tables(doc: dict) -> list[Table]:
     """Every table of the report, titled (the first one, the losses, needs no title)."""
+    if "models" in doc:
+        board = [("leaderboard", *_leaderboard_table(doc))]
+        return board + ([("checks", *_check_table(doc))] if "checks" in doc else [])
     groups = {e.get("group", "loss") for e in doc["losses"].values()}
     out = [("losses", *_loss_table(doc))] if "loss" in groups else []
     if "metric" in groups:
@@ -147,6 +182,10 @@ def _files(names: list[str]) -> str:
     return f"{len(names)} files ({names[0]}, ..., {names[-1]})"
 
 
+def _direction(direction: str) -> str:
+    return "closest to 0 first" if direction == "zero" else f"{direction} first"
+
+
 def summary(doc: dict) -> str:
     """What the report was computed from, in one paragraph."""
     cols = doc["columns"]
@@ -154,6 +193,11 @@ def summary(doc: dict) -> str:
     if doc["command"] == "compare":
         parts += [f"baseline: {', '.join(cols['baseline'])}",
                   f"candidate: {', '.join(cols['candidate'])}", f"rows: {count(doc['rows'])}"]
+    elif "models" in cols:
+        ranked = doc["ranked_by"]
+        parts += [f"models: {', '.join(cols['models'])} (reference: {doc['reference']})",
+                  f"ranked by {ranked['loss']}, {_direction(ranked['direction'])}",
+                  f"rows: {count(doc['rows'])}"]
     else:
         parts.append(f"prediction: {', '.join(cols['prediction'])}")
     if cols["weight"]:
@@ -165,7 +209,7 @@ def summary(doc: dict) -> str:
         by = f"row id (column {c['ci_key']})" if c.get("ci_key") else "file name and row"
         parts.append(f"intervals: {c['level'] * 100:g}% {c['method']}, {count(c['buckets'])} "
                      f"buckets by {by}, seed {c['seed']}")
-    no_ci = [k for k, e in doc["losses"].items() if "ci_unsupported" in e]
+    no_ci = [k for k, e in loss_entries(doc).items() if "ci_unsupported" in e]
     if no_ci:
         parts.append(f"no interval for {', '.join(no_ci)} (see ci_unsupported in -f json)")
     if doc.get("slices_hidden"):

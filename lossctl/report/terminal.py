@@ -13,7 +13,7 @@ import io
 
 from .tables import checks_headline, summary, tables
 
-_TEXT = ("file", "detail", "verdict", "check", "loss")  # left-aligned columns besides the first
+_TEXT = ("file", "detail", "verdict", "check", "loss", "model")  # left-aligned columns besides the first
 
 
 def _is_text(header: str) -> bool:
@@ -98,6 +98,8 @@ def _widths(header: list[str], rows: list[list[str]], width: int, compact: bool
 
 def _names(title: str, doc: dict) -> int:
     """How many leading cells name a row (slice columns, and the loss in a comparison)."""
+    if title == "leaderboard":
+        return 3  # rank, model, loss
     if title != "slices":
         return 1
     return len(doc["columns"]["by"]) + (doc["command"] == "compare")
