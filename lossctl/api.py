@@ -130,13 +130,16 @@ def evaluate_request(req: Request, progress: Progress | None = None, sink: Sink 
     return make_report(outcome, req.confidence)
 
 
-def evaluate_files(paths: str | Sequence[str], label: str, pred: str,
+def evaluate_files(paths: str | Sequence[str], label: str, pred: str | Sequence[str],
                    losses: Sequence[str] | str | None = None, weight: str | None = None, *,
                    engine: str = "local", client: Any = None, scheduler: str | None = None,
                    **options: Any) -> Report:
     """Evaluate prediction files (paths, globs, directories, URIs) like ``lossctl eval``.
 
     ``label``/``pred``/``weight`` are column specs as on the command line;
+    several ``pred`` (one column each) score several models in one pass, a
+    leaderboard (``Report.leaderboard``; ``models_glob``, ``reference`` as
+    ``--models``, ``--reference``);
     ``options`` are :class:`~lossctl.engine.plan.Request` fields (``by``,
     ``ci``, ``top``, ``keep``, ``nan``...).  ``engine="dask"`` runs on a
     Dask cluster: ``client`` (a ``distributed.Client`` of yours), else
@@ -147,7 +150,10 @@ def evaluate_files(paths: str | Sequence[str], label: str, pred: str,
 
     paths = [paths] if isinstance(paths, str) else list(paths)
     losses = [losses] if isinstance(losses, str) else list(losses or [])
-    req = Request(paths=paths, label=label, pred=pred, losses=losses, weight=weight,
+    preds = [pred] if isinstance(pred, str) else list(pred)
+    if len(preds) > 1:
+        options["preds"] = preds
+    req = Request(paths=paths, label=label, pred=preds[0], losses=losses, weight=weight,
                   engine=engine, client=client, scheduler=scheduler, **options)
     return evaluate_request(req)
 
