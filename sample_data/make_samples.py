@@ -124,6 +124,7 @@ def make_house_prices() -> None:
     write_text(OUT / "house_prices.tsv", csv_text(head(cols, 50), sep="\t"))
     write_text(OUT / "house_prices_noheader.csv", csv_text(head(cols, 20), header=False))
     make_house_prices_v2(parsed(price_s), seg_idx)
+    make_house_prices_models(cols)
 
 
 SEED_HOUSE_V2 = 20240105
@@ -142,6 +143,27 @@ def make_house_prices_v2(price: np.ndarray, seg_idx: np.ndarray) -> None:
     order = rng.permutation(n)
     cols = {"id": [str(i + 1) for i in order], "predicted_price": fmt(pred[order], 2)}
     write_text(OUT / "house_prices_v2.csv", csv_text(cols))
+
+
+SEED_HOUSE_MODELS = 20240106
+
+
+def make_house_prices_models(house: dict[str, list[str]]) -> None:
+    """Three models' predictions for the same houses, side by side (``eval -p a -p b -p c``).
+
+    model_a is house_prices.csv's predicted_price; model_b has no bias and a
+    smaller error in the city and suburbs; model_c, a simpler model, errs
+    by ~12% everywhere and 3% low.
+    """
+    rng = np.random.default_rng(SEED_HOUSE_MODELS)
+    price = parsed(house["price"])
+    seg_idx = np.array([["city", "suburb", "rural"].index(s) for s in house["segment"]])
+    model_b = price * np.exp(rng.normal(0.0, np.array([0.04, 0.05, 0.09])[seg_idx]))
+    model_c = price * np.exp(rng.normal(-0.03, 0.12, len(price)))
+    cols = {"id": house["id"], "segment": house["segment"], "price": house["price"],
+            "model_a": house["predicted_price"], "model_b": fmt(model_b, 2),
+            "model_c": fmt(model_c, 2)}
+    write_text(OUT / "house_prices_models.csv", csv_text(cols))
 
 
 # ---------------------------------------------------------------- 2: churn
@@ -269,6 +291,7 @@ def check() -> None:
             p, parse_options=pacsv.ParseOptions(delimiter="\t")),
         "house_prices_noheader.csv": lambda p: pacsv.read_csv(p, read_options=noheader),
         "house_prices_v2.csv": lambda p: pacsv.read_csv(p),
+        "house_prices_models.csv": lambda p: pacsv.read_csv(p),
         "churn.parquet": pq.read_table,
         "digits10.csv": lambda p: pacsv.read_csv(p),
         "digits10_list.parquet": pq.read_table,
