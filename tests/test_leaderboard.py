@@ -213,6 +213,58 @@ def test_fail_if_checks_every_model(data: dict) -> None:
     assert doc["passed"] is True
 
 
+@pytest.mark.parametrize("ci", [False, True])
+def test_slices_as_alone_and_as_compare(data: dict, ci: bool) -> None:
+    args = [data["parquet"], "-l", "y", "-w", "w", "-m", "mse,mean_bias", "--by", "seg"]
+    extra = ["--ci"] if ci else []
+    doc = report([*args, "--models", "p_*", *extra])
+    assert doc["columns"]["by"] == ["seg"] and [s["key"]["seg"] for s in doc["slices"]] == \
+        ["x", "y", "z"]
+    for name in MODELS:
+        alone = report([*args, "-p", name, *extra])
+        mine = [next(m for m in s["models"] if m["model"] == name) for s in doc["slices"]]
+        assert [s["rows"] for s in doc["slices"]] == [s["rows"] for s in alone["slices"]]
+        assert json.dumps([m["losses"] for m in mine]) == \
+            json.dumps([s["losses"] for s in alone["slices"]])
+        if ci:
+            assert json.dumps([m["ci"] for m in mine]) == json.dumps([s["ci"] for s in alone["slices"]])
+        if name == "p_a":
+            assert all("vs_reference" not in m for m in mine)
+            continue
+        r = run("runner", ["compare", *args, "--baseline-pred", "p_a", "-p", name, "-f", "json",
+                           *([] if ci else ["--seed", "0"])])
+        cmp = json.loads(r.out)
+        for m, s in zip(mine, cmp["slices"], strict=True):
+            for k, d in m["vs_reference"].items():
+                want = {f: s["losses"][k][f] for f in d}
+                if not ci:  # compare always has intervals; without --ci only the point values
+                    want = {f: (None if f in ("ci", "relative_ci", "worse_ci", "verdict") else v)
+                            for f, v in want.items()}
+                assert json.dumps(d) == json.dumps(want)
+    for s in doc["slices"]:  # best first within each slice, by its own mse
+        values = [m["losses"]["mse"] for m in s["models"]]
+        assert values == sorted(values) and [m["rank"] for m in s["models"]] == [1, 2, 3]
+    rows = list(csv.DictReader(io.StringIO(
+        run("runner", ["eval", *args, "--models", "p_*", *extra, "-f", "csv"]).out)))
+    assert len(rows) == 2 * 3 * 4 and rows[0]["seg"] == "" and rows[6]["seg"] == "x"
+    assert float(rows[6]["value"]) == doc["slices"][0]["models"][0]["losses"]["mse"]
+    table = run("runner", ["eval", *args, "--models", "p_*", *extra, "-f", "table"],
+                env={"COLUMNS": "160"}).out
+    assert "slices" in table and "seg" in table
+
+
+def test_slice_fail_if_every_model(data: dict) -> None:
+    args = [data["parquet"], "-l", "y", "-m", "mse", "--by", "seg", "--models", "p_*"]
+    doc = report([*args, "--slice-fail-if", "mse > 0.5", "--min-slice-rows", "1"], code=1)
+    assert [(c["model"], c["passed"], c["slices_checked"]) for c in doc["checks"]] == \
+        [("p_b", True, 3), ("p_a", True, 3), ("p_c", False, 3)]
+    doc = report([*args, "--sort", "mse", "--min-slice-rows", "580"])  # y has 572 rows
+    assert doc["slices_sort"] == "mse" and doc["slices_hidden"] == 1 and len(doc["slices"]) == 2
+    ref = [next(m for m in s["models"] if m["model"] == "p_a")["losses"]["mse"]
+           for s in doc["slices"]]
+    assert ref == sorted(ref, reverse=True)  # by the reference's value, worst first
+
+
 # -- output formats ------------------------------------------------------------
 
 
@@ -280,7 +332,7 @@ def test_errors_are_one_line(data: dict) -> None:
         error([*base, "-p", "p_a", "--reference", "p_a"])
     assert "model 'p_a' is given twice" in error([*base, "-p", "p_a", "-p", "p_a"])
     assert "selects 2 columns" in error([*base, "-p", "p_a:p_b", "-p", "p_c"])
-    for option in (["--by", "seg"], ["--top", "3", "mse"], ["--quantiles"]):
+    for option in (["--top", "3", "mse"], ["--quantiles"]):
         assert "works on one model" in error([*base, "--models", "p_*", *option])
     assert "--baseline gates one model" in \
         error([*base, "--models", "p_*", "--baseline", data["dir"] / "none.json"])

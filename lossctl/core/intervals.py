@@ -190,18 +190,20 @@ def differences(base: Any, cand: Any, counts: np.ndarray | None, confidence: flo
             for loss in cand.losses}
 
 
-def slice_differences(base: Any, cand: Any, counts: np.ndarray, confidence: float
+def slice_differences(base: Any, cand: Any, counts: np.ndarray | None, confidence: float
                       ) -> list[dict[str, Any]]:
     """Per slice (``compare --by``): rows, weight sum and every loss's paired difference.
 
     Both states share their slice codes (one pass over the same rows); each
     slice's interval comes from its own buckets, as in :func:`slice_intervals`
-    (none beyond the state's limit of slices with buckets: no verdict then).
+    (none beyond the state's limit of slices with buckets: no verdict then;
+    none at all without ``counts``: the states keep no buckets).
     """
-    reps_b = base.slice_replicates(counts)
-    reps_c = cand.slice_replicates(counts)
-    dropped = None if reps_c is not None else "no per-slice buckets are kept beyond " \
-        "2,000 slices"
+    with_ci = counts is not None
+    reps_b = base.slice_replicates(counts) if with_ci else None
+    reps_c = cand.slice_replicates(counts) if with_ci else None
+    dropped = None if reps_c is not None or not with_ci else "no per-slice buckets are kept " \
+        "beyond 2,000 slices"
     out = []
     for i, (sb, sc) in enumerate(zip(base.slice_results(), cand.slice_results(), strict=True)):
         rb = reps_b[i] if reps_b is not None else {}
@@ -209,7 +211,7 @@ def slice_differences(base: Any, cand: Any, counts: np.ndarray, confidence: floa
         out.append({"key": sc["key"], "rows": sc["rows"], "weight_sum": sc["weight_sum"],
                     "losses": {loss.key: _difference(sb["values"][loss.key],
                                                      sc["values"][loss.key], rb.get(loss.key),
-                                                     rc.get(loss.key), True, confidence,
+                                                     rc.get(loss.key), with_ci, confidence,
                                                      loss.definition,
                                                      cand.interval_note(loss) or dropped)
                                for loss in cand.losses}})

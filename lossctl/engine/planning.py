@@ -170,8 +170,8 @@ def _refuse_with_models(req: Request, per_row: bool) -> None:
         raise UsageError("lossctl compare takes one -p (the candidate); score several models "
                          "against each other with lossctl eval -p A -p B --ci")
     given = [name for name, on in (("lossctl rows", per_row), ("--top", req.top),
-                                   ("--quantiles", req.quantiles), ("--html", req.calibration),
-                                   ("--by", req.by)) if on]
+                                   ("--quantiles", req.quantiles), ("--html", req.calibration))
+             if on]
     if given:
         raise UsageError(f"{given[0]} works on one model, not on several (-p repeated, "
                          f"--models): run it once per model")

@@ -37,6 +37,7 @@ from .baseline import Baseline, load_baseline
 from .numbers import DIGITS, MOST, distinct_digits, number
 
 if TYPE_CHECKING:
+    from ..core.state import EvalState
     from .model import Report
 
 OPS = ("<=", ">=", "<", ">")
@@ -297,10 +298,12 @@ def evaluate(checks: Checks, report: Report, strict: bool = False,
                     compare=report.differences is not None, models=report.leaderboard is not None)
     r = report.result
     width = report.state.pred_width
-    if report.leaderboard is not None:  # every threshold holds for every model, best first
-        return Gate([res for e in report.leaderboard.entries
-                     for res in check_thresholds(checks.thresholds, e.result.values,
-                                                 e.result.losses, width, e.name)])
+    if report.leaderboard is not None:  # every check holds for every model, best first
+        return Gate([res for e in report.leaderboard.entries for res in
+                     check_thresholds(checks.thresholds, e.result.values, e.result.losses,
+                                      width, e.name)
+                     + check_slice_thresholds(checks.slice_thresholds, report, width,
+                                              min_slice_rows, e.state, e.name)])
     gate = Gate(check_thresholds(checks.thresholds, r.values, r.losses, width))
     if checks.slice_thresholds:
         gate.results += check_slice_thresholds(checks.slice_thresholds, report, width,
@@ -375,7 +378,8 @@ def slice_label(key: dict[str, Any]) -> str:
 
 
 def _slice_check(name: str, kind: str, loss: Loss, limit: float, entries: list[dict],
-                 high_fails: bool, tolerance: Tolerance | None = None) -> CheckResult:
+                 high_fails: bool, tolerance: Tolerance | None = None,
+                 model: str | None = None) -> CheckResult:
     """One per-slice check: passes when no shown slice fails; names the failing ones.
 
     ``entries`` has one dict per slice checked: ``key``, ``rows``, ``value``
@@ -399,14 +403,17 @@ def _slice_check(name: str, kind: str, loss: Loss, limit: float, entries: list[d
     shown = [{"key": e["key"], "rows": e["rows"], "value": e["value"], "detail": e["text"]}
              for e in failing]
     return CheckResult(name, kind, loss.key, worst["value"] if worst else None, limit,
-                       not failing, detail, tolerance, shown, len(values))
+                       not failing, detail, tolerance, shown, len(values), model)
 
 
 def check_slice_thresholds(rules: list[Threshold], report: Report, pred_width: int,
-                           min_rows: int) -> list[CheckResult]:
-    """``--slice-fail-if``: every shown slice must pass the threshold."""
+                           min_rows: int, state: EvalState | None = None,
+                           model: str | None = None) -> list[CheckResult]:
+    """``--slice-fail-if``: every shown slice must pass the threshold (of ``state``, the
+    state of ``model``, one of several; by default the report's)."""
     losses = report.result.losses
-    shown = [s for s in report.state.slice_results() if s["rows"] >= min_rows]
+    state = report.state if state is None else state
+    shown = [s for s in state.slice_results() if s["rows"] >= min_rows] if rules else []
     out = []
     for r in rules:
         loss = find_loss(r.loss, losses, pred_width, "--slice-fail-if: ")
@@ -416,8 +423,9 @@ def check_slice_thresholds(rules: list[Threshold], report: Report, pred_width: i
             entries.append({"key": s["key"], "rows": s["rows"], "value": v,
                             "fails": math.isnan(v) or _fails(v, r.op, r.limit),
                             "text": f"{loss.key} = {_near(v, r.limit)}"})
-        out.append(_slice_check(f"every slice: fail if {r}", "slice_threshold", loss, r.limit,
-                                entries, r.op in (">", ">=")))
+        out.append(_slice_check(f"{model}: every slice: fail if {r}" if model else
+                                f"every slice: fail if {r}", "slice_threshold", loss, r.limit,
+                                entries, r.op in (">", ">="), model=model))
     return out
 
 

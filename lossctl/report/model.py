@@ -12,13 +12,15 @@ the reference model as ``lossctl compare`` computes them.  Rendering is
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core import intervals
 from ..core.state import SLICE_BUCKETS, EvalState, Result
 
 if TYPE_CHECKING:
+    from ..core.losses import Loss
     from ..engine.joins import JoinStats
     from ..engine.plan import Columns, Outcome
 
@@ -32,6 +34,9 @@ class Entry:
     result: Result
     intervals: dict[str, tuple[float, float] | None] | None
     differences: dict[str, dict[str, Any]] | None  # against the reference (None: it is the reference)
+    # --by: per slice (in the state's slice order) each loss's interval, and difference
+    slice_intervals: list[dict[str, tuple[float, float] | None]] | None = None
+    slice_differences: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -89,12 +94,12 @@ def make_report(outcome: Outcome, confidence: float = 0.95) -> Report:
     """Results, and intervals where the states keep buckets, of one model, a comparison or several."""
     state = outcome.states[-1]
     counts = intervals.poisson_counts(state.buckets, state.seed) if state.buckets else None
+    per_slice = intervals.poisson_counts(SLICE_BUCKETS, state.seed) if state.buckets else None
     if outcome.columns.models:
-        board = make_leaderboard(outcome, counts, confidence)
+        board = make_leaderboard(outcome, counts, per_slice, confidence)
         ref = next(e for e in board.entries if e.name == board.reference)
         return Report(outcome, ref.result, confidence=confidence, leaderboard=board)
     report = Report(outcome, state.result(), confidence=confidence)
-    per_slice = intervals.poisson_counts(SLICE_BUCKETS, state.seed) if state.buckets else None
     if counts is not None:
         report.intervals = intervals.loss_intervals(state, counts, confidence)
         if state.slice_buckets is not None:
@@ -109,22 +114,35 @@ def make_report(outcome: Outcome, confidence: float = 0.95) -> Report:
     return report
 
 
-def make_leaderboard(outcome: Outcome, counts: Any, confidence: float = 0.95) -> Leaderboard:
+def make_leaderboard(outcome: Outcome, counts: Any, per_slice: Any,
+                     confidence: float = 0.95) -> Leaderboard:
     """Every model's values and intervals (the same bucket counts for all), and its paired
-    differences against the reference (the first state), ranked by the first loss.
-
-    Ties keep the models' order (the reference first); a NaN value ranks last.
-    """
+    differences against the reference (the first state), overall and per slice, ranked by
+    the first loss (see :func:`ranked`)."""
     ref = outcome.states[0]
-    entries = [Entry(name, st, st.result(),
-                     None if counts is None else intervals.loss_intervals(st, counts, confidence),
-                     None if i == 0 else intervals.differences(ref, st, counts, confidence))
-               for i, (name, st) in enumerate(zip(outcome.columns.models, outcome.states,
-                                                  strict=True))]
+    entries = []
+    for i, (name, st) in enumerate(zip(outcome.columns.models, outcome.states, strict=True)):
+        e = Entry(name, st, st.result(),
+                  None if counts is None else intervals.loss_intervals(st, counts, confidence),
+                  None if i == 0 else intervals.differences(ref, st, counts, confidence))
+        if st.slice_keys is not None:
+            if per_slice is not None and st.slice_buckets is not None:
+                e.slice_intervals = intervals.slice_intervals(st, per_slice, confidence)
+            if i:
+                e.slice_differences = intervals.slice_differences(ref, st, per_slice, confidence)
+        entries.append(e)
     first = ref.losses[0]
+    return Leaderboard(ranked(entries, first, lambda e: e.result.values[first.key]),
+                       outcome.columns.models[0])
 
-    def rank(e: Entry) -> tuple[bool, float]:
-        v = first.definition.badness(e.result.values[first.key])
+
+T = TypeVar("T")
+
+
+def ranked(items: list[T], loss: Loss, value: Callable[[T], float]) -> list[T]:
+    """``items`` best first by ``loss``'s ``value`` in its direction; ties keep their order, NaN last."""
+    def rank(item: T) -> tuple[bool, float]:
+        v = loss.definition.badness(value(item))
         return (math.isnan(v), 0.0 if math.isnan(v) else v)
 
-    return Leaderboard(sorted(entries, key=rank), outcome.columns.models[0])
+    return sorted(items, key=rank)

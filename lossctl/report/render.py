@@ -43,7 +43,7 @@ def to_dict(report: Report, checks: Sequence[CheckResult] = (), min_slice_rows: 
     ``sort`` orders slices by that loss, worst first (else by slice value).
     """
     if report.leaderboard is not None:
-        return _leaderboard(report, checks)
+        return _leaderboard(report, checks, min_slice_rows, sort)
     r = report.result
     c = report.columns
     cols: dict[str, Any] = {"label": c.label, "prediction": c.pred, "weight": c.weight}
@@ -124,13 +124,16 @@ def _add_confidence(doc: dict, report: Report) -> None:
                          "seed": state.seed, "ci_key": report.columns.ci_key}
 
 
-def _leaderboard(report: Report, checks: Sequence[CheckResult]) -> dict[str, Any]:
+def _leaderboard(report: Report, checks: Sequence[CheckResult], min_slice_rows: int = 0,
+                 sort: str | None = None) -> dict[str, Any]:
     """The JSON report of several models: each model's losses as a single model's report
     holds them, best first, with ``vs_reference`` (as ``lossctl compare`` reports a loss)."""
     board = report.leaderboard
     assert board is not None
     r, c = report.result, report.columns
     cols: dict[str, Any] = {"label": c.label, "models": c.models, "weight": c.weight}
+    if c.by:
+        cols["by"] = c.by
     if c.key:
         cols["key"] = c.key
     first = r.losses[0]
@@ -149,6 +152,8 @@ def _leaderboard(report: Report, checks: Sequence[CheckResult]) -> dict[str, Any
     }
     if report.state.buckets:
         _add_confidence(doc, report)
+    if report.state.slice_keys is not None:
+        _leaderboard_slices(doc, report, min_slice_rows, sort)
     if report.join is not None:
         doc["join"] = report.join.to_dict()
     if report.outcome.engine is not None:
@@ -222,19 +227,10 @@ def _add_slices(doc: dict, report: Report, min_rows: int, sort: str | None) -> N
     if not compare and report.slice_intervals is not None:
         for s, ci in zip(slices, report.slice_intervals, strict=True):
             s["ci"] = ci
-    shown = [s for s in slices if s["rows"] >= min_rows]
-    if sort is not None:
-        loss = state.loss(sort)
-
-        def worst(s: dict) -> tuple:  # (NaN last) the worst value, or the worst change, first;
-            v = s["losses"][loss.key]["relative_worse"] if compare else \
-                loss.definition.badness(s["values"][loss.key])
-            # ties by key: the order never depends on the rows' order
-            return (math.isnan(v), -v if not math.isnan(v) else 0.0, natural_key(s["key"]))
-
-        shown.sort(key=worst)
-    else:
-        shown.sort(key=lambda s: natural_key(s["key"]))
+    loss = state.loss(sort) if sort is not None else None
+    shown = _shown(slices, min_rows, None if loss is None else
+                   (lambda s: s["losses"][loss.key]["relative_worse"]) if compare else
+                   (lambda s: loss.definition.badness(s["values"][loss.key])))
     doc["slices"] = [{"key": s["key"], "rows": s["rows"], "weight_sum": _num(s["weight_sum"]),
                       "losses": {k: _compared(d) for k, d in s["losses"].items()} if compare
                       else {k: _num(v) for k, v in s["values"].items()},
@@ -242,6 +238,56 @@ def _add_slices(doc: dict, report: Report, min_rows: int, sort: str | None) -> N
                      for s in shown]
     doc["slices_hidden"] = len(slices) - len(shown)
     doc["slices_sort"] = state.loss(sort).key if sort is not None else None
+
+
+def _shown(slices: list[dict], min_rows: int, worse: Any = None) -> list[dict]:
+    """The slices of at least ``min_rows`` rows, worst first by ``worse(slice)`` (NaN last),
+    else in natural order; ties by key, so the order never depends on the rows' order."""
+    def worst(s: dict) -> tuple:
+        v = worse(s)
+        return (math.isnan(v), -v if not math.isnan(v) else 0.0, natural_key(s["key"]))
+
+    return sorted((s for s in slices if s["rows"] >= min_rows),
+                  key=worst if worse is not None else lambda s: natural_key(s["key"]))
+
+
+def _leaderboard_slices(doc: dict, report: Report, min_rows: int, sort: str | None) -> None:
+    """Several models' slices: every slice with each model's values (a single model's report
+    holds them so), interval and ``vs_reference``, best first in that slice by the first loss.
+
+    ``sort`` orders the slices by the reference model's value, worst first.
+    """
+    from .model import ranked
+
+    board = report.leaderboard
+    assert board is not None
+    first = report.result.losses[0]
+    per_model = [(m, m.state.slice_results()) for m in board.entries]
+    ref = next(sl for m, sl in per_model if m.name == board.reference)
+    loss = report.state.loss(sort) if sort is not None else None
+    order = _shown([{**s, "i": i} for i, s in enumerate(ref)], min_rows,
+                   None if loss is None else lambda s: loss.definition.badness(s["values"][loss.key]))
+
+    def model(m: Any, slices: list[dict], i: int) -> dict:
+        out: dict[str, Any] = {"model": m.name,
+                               "losses": {k: _num(v) for k, v in slices[i]["values"].items()}}
+        if m.slice_intervals is not None:
+            out["ci"] = {k: _pair(v) for k, v in m.slice_intervals[i].items()}
+        if m.slice_differences is not None:
+            out["vs_reference"] = {k: _compared(d)
+                                   for k, d in m.slice_differences[i]["losses"].items()}
+        return out
+
+    doc["slices"] = []
+    for s in order:
+        i = s["i"]
+        models = ranked(per_model, first, lambda ms, i=i: ms[1][i]["values"][first.key])
+        doc["slices"].append({"key": s["key"], "rows": s["rows"],
+                              "weight_sum": _num(s["weight_sum"]),
+                              "models": [{"rank": rank, **model(m, sl, i)}
+                                         for rank, (m, sl) in enumerate(models, 1)]})
+    doc["slices_hidden"] = len(ref) - len(order)
+    doc["slices_sort"] = loss.key if loss is not None else None
 
 
 def render(doc: dict, fmt: str, color: bool = False, width: int = 120) -> str:
@@ -334,28 +380,42 @@ def _with_checks(w: Any, row: list, checks: list[dict], mine: list[dict]) -> Non
         w.writerow(row + [c["name"], _raw(c["value"]), c["limit"], str(c["passed"]).lower()])
 
 
+def _leaderboard_rows(doc: dict) -> Any:
+    """(slice key, rows, weight sum, model, rank, loss, value, ci, vs_reference) of every model
+    and loss, overall (key None) then per slice."""
+    for m in doc["models"]:
+        for k, e in m["losses"].items():
+            yield (None, doc["rows"], doc["weight_sum"], m["model"], m["rank"], k, e["value"],
+                   e.get("ci"), e.get("vs_reference"))
+    for s in doc.get("slices", []):
+        for m in s["models"]:
+            for k, v in m["losses"].items():
+                yield (s["key"], s["rows"], s["weight_sum"], m["model"], m["rank"], k, v,
+                       m.get("ci", {}).get(k), m.get("vs_reference", {}).get(k))
+
+
 def _leaderboard_csv(doc: dict, w: Any) -> None:
     """Several models: one row per model and loss, best first, with the difference from the
-    reference (empty on the reference's rows)."""
+    reference (empty on the reference's rows); with --by, then per slice (the --by columns
+    first, empty on the overall rows).  Without slices, checks add columns as for one model."""
     ci = "confidence" in doc
-    checks = doc.get("checks", [])
-    w.writerow(["model", "rank", "loss", "value", "rows", "weight_sum"]
+    by = doc["columns"].get("by", []) if "slices" in doc else []
+    checks = doc.get("checks", []) if not by else []
+    w.writerow(by + ["model", "rank", "loss", "value", "rows", "weight_sum"]
                + (["ci_low", "ci_high"] if ci else []) + ["difference", "relative"]
                + (["difference_ci_low", "difference_ci_high", "verdict"] if ci else [])
                + (["check", "check_value", "limit", "passed"] if checks else []))
-    for m in doc["models"]:
-        for key, e in m["losses"].items():
-            row = [m["model"], m["rank"], key, _raw(e["value"]), doc["rows"],
-                   _raw(doc["weight_sum"])]
-            if ci:
-                row += [_raw(v) for v in (e.get("ci") or [None, None])]
-            d = e.get("vs_reference")
-            row += ["", ""] if d is None else [_raw(d["difference"]), _raw(d["relative"])]
-            if ci:
-                row += ["", "", ""] if d is None else \
-                    [_raw(v) for v in (d["ci"] or [None, None])] + [d["verdict"] or ""]
-            _with_checks(w, row, checks, [c for c in checks if c["loss"] == key and
-                                          c.get("model") == m["model"]])
+    for key, rows, weight_sum, model, rank, loss, value, interval, d in _leaderboard_rows(doc):
+        row = [("" if key is None else key_text(key[c])) for c in by] + \
+            [model, rank, loss, _raw(value), rows, _raw(weight_sum)]
+        if ci:
+            row += [_raw(v) for v in (interval or [None, None])]
+        row += ["", ""] if d is None else [_raw(d["difference"]), _raw(d["relative"])]
+        if ci:
+            row += ["", "", ""] if d is None else \
+                [_raw(v) for v in (d["ci"] or [None, None])] + [d["verdict"] or ""]
+        _with_checks(w, row, checks, [c for c in checks if c["loss"] == loss and
+                                      c.get("model") == model])
 
 
 def _numeric_column(rows: list[list[str]], i: int) -> bool:
@@ -390,7 +450,7 @@ def _markdown(doc: dict) -> str:
                      else _md_cell(r[0])]
             lines.append("| " + " | ".join(cells + [_md_cell(x) for x in r[1:]]) + " |")
         lines.append("")
-        if title == "slices":
+        if title == "slices" and "models" not in doc:
             lines += _mermaid_slices(doc)
     lines.append(summary(doc))
     return "\n".join(lines) + "\n"

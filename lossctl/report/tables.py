@@ -115,6 +115,20 @@ def _leaderboard_table(doc: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _leaderboard_slice_table(doc: dict) -> tuple[list[str], list[list[str]]]:
+    """Several models per slice: one row per slice and model (best first in the slice)."""
+    by = doc["columns"]["by"]
+    losses = list(doc["models"][0]["losses"])
+    header = by + ["rank", "model", "rows"] + losses
+    rows = []
+    for s in doc["slices"]:
+        digits = {k: distinct_digits([m["losses"][k] for m in s["models"]]) for k in losses}
+        rows += [[key_text(s["key"][c]) for c in by] + [str(m["rank"]), m["model"],
+                 count(s["rows"])] + [number(m["losses"][k], digits[k]) for k in losses]
+                 for m in s["models"]]
+    return header, rows
+
+
 def loss_entries(doc: dict) -> dict[str, dict]:
     """The losses of a report: its own, or (several models) the first model's."""
     return doc["models"][0]["losses"] if "models" in doc else doc["losses"]
@@ -148,8 +162,10 @@ def _check_table(doc: dict) -> tuple[list[str], list[list[str]]]:
 def tables(doc: dict) -> list[Table]:
     """Every table of the report, titled (the first one, the losses, needs no title)."""
     if "models" in doc:
-        board = [("leaderboard", *_leaderboard_table(doc))]
-        return board + ([("checks", *_check_table(doc))] if "checks" in doc else [])
+        out = [("leaderboard", *_leaderboard_table(doc))]
+        if "slices" in doc:
+            out.append(("slices", *_leaderboard_slice_table(doc)))
+        return out + ([("checks", *_check_table(doc))] if "checks" in doc else [])
     groups = {e.get("group", "loss") for e in doc["losses"].values()}
     out = [("losses", *_loss_table(doc))] if "loss" in groups else []
     if "metric" in groups:

@@ -102,7 +102,7 @@ def _names(title: str, doc: dict) -> int:
         return 3  # rank, model, loss
     if title != "slices":
         return 1
-    return len(doc["columns"]["by"]) + (doc["command"] == "compare")
+    return len(doc["columns"]["by"]) + (2 if "models" in doc else doc["command"] == "compare")
 
 
 def render_table(doc: dict, color: bool, width: int) -> str:
