@@ -159,6 +159,9 @@ def test_models_glob_and_reference(data: dict) -> None:
     doc = report([data["parquet"], "-l", "y", "-w", "w", "-m", "mse", "-p", "p_c",
                   "--models", "p*,id"])
     assert doc["columns"]["models"] == ["p_c", "p_a", "p_b", "id"]
+    doc = report([data["parquet"], "-l", "y", "-w", "w", "-m", "mse", "--models", "*",
+                  "--by", "seg", "--ci", "--ci-key", "id"])  # every other role's column left out
+    assert doc["columns"]["models"] == MODELS
     doc = report([data["parquet"], *REG, "--models", "p_*", "--reference", "p_c"])
     assert doc["reference"] == "p_c" and doc["columns"]["models"][0] == "p_c"
     for name, m in models_of(doc).items():
@@ -325,7 +328,7 @@ def test_errors_are_one_line(data: dict) -> None:
     base = [f, "-l", "y", "-m", "mse"]
     assert "no prediction column named 'nope'" in error([*base, "-p", "p_a", "-p", "nope"])
     assert "no prediction column matches 'q_*'" in error([*base, "--models", "q_*"])
-    assert "matches no prediction column besides the label" in error([*base, "--models", "y"])
+    assert "matches no prediction column besides the -p models" in error([*base, "--models", "y"])
     assert "--reference 'p_z' is not one of the models: p_a, p_b, p_c" in \
         error([*base, "--models", "p_*", "--reference", "p_z"])
     assert "--reference names one of several models" in \

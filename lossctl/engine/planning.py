@@ -182,7 +182,8 @@ def expand_models(req: Request, source: Source) -> Request:
 
     Each ``-p`` selects one column (a list column holds a multiclass model's
     K values); ``--models`` adds every column its glob matches that is not
-    the label, the weight or a model named with ``-p``.
+    a model named with ``-p`` or a column of another role (label, weight,
+    ``--by``, ``--key``, ``--ci-key``).
     """
     reader = open_reader(source)
     models: list[str] = []
@@ -196,13 +197,17 @@ def expand_models(req: Request, source: Source) -> Request:
             raise UsageError(f"model {cols[0]!r} is given twice")
         models += cols
     if req.models_glob is not None:
-        taken = set(models) | {req.weight}
+        taken = set(models)
+        others = [req.weight, req.by, req.ci_key, req.join.key if req.join else None]
         if req.join is None or req.join.role != "label":
-            taken |= set(reader.select(req.label, "label column"))
+            others.append(req.label)
+        for spec in filter(None, others):
+            taken.update(reader.select(spec))
         matched = [c for c in reader.select(req.models_glob, "prediction column") if c not in taken]
         if not matched:
             raise UsageError(f"--models {req.models_glob!r} matches no prediction column besides "
-                             f"the label, the weight and the -p models")
+                             f"the -p models and the columns of other roles (label, weight, "
+                             f"--by, --key, --ci-key)")
         models += matched
     reference = models[0] if req.reference is None else req.reference
     if reference not in models:
