@@ -461,7 +461,9 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
     sorted order): CSV, TSV or JSON Lines (.jsonl, .ndjson; each may be
     gzip/zstd-compressed), Parquet, Arrow IPC/Feather (.arrow, .feather,
     .ipc) or ORC.  Only the needed columns are read, in chunks: memory stays
-    bounded.
+    bounded.  Several models (-p a -p b, or --models 'yhat_*') are scored
+    in the same pass, as a leaderboard: best first, each with its paired
+    difference from the reference model.
 
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """

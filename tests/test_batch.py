@@ -687,7 +687,7 @@ def test_merged_state_can_be_saved_and_merged_again(data: dict, tmp_path: Path) 
 MISMATCHES = {
     "loss": (["-m", "mse"], ["-m", "mae"]),
     "loss_parameter": (["-m", "huber:delta=2"], ["-m", "huber:delta=3"]),
-    "prediction_column": (["-m", "mse"], ["-m", "mse", "-p", "p2"]),
+    "prediction_column": (["-m", "mse", "-p", "p"], ["-m", "mse", "-p", "p2"]),
     "weighted_or_not": (["-m", "mse"], ["-m", "mse", "-w", "w"]),
     "ci_or_not": (["-m", "mse", "--ci"], ["-m", "mse"]),
     "seed": (["-m", "mse", "--ci"], ["-m", "mse", "--ci", "--seed", "1"]),
@@ -702,9 +702,9 @@ MISMATCHES = {
 def test_merge_refuses_different_definitions(data: dict, tmp_path: Path, case: str) -> None:
     first, second = MISMATCHES[case]
     shards = make_shards(data["df"], tmp_path / "shards", 2, "parquet")
-    base = ["-l", "y", "-p", "p"]
-    emit(shards[0], tmp_path / "a.json", base + first)
-    emit(shards[1], tmp_path / "b.json", base + second)
+    base = ["-l", "y"]  # and -p p, unless the case names the column (-p repeated: two models)
+    emit(shards[0], tmp_path / "a.json", base + (first if "-p" in first else ["-p", "p", *first]))
+    emit(shards[1], tmp_path / "b.json", base + (second if "-p" in second else ["-p", "p", *second]))
     mode = "script" if case == "ci_or_not" else "runner"
     for states in ([tmp_path / "a.json", tmp_path / "b.json"], [tmp_path / "b.json", tmp_path / "a.json"]):
         r = run(mode, ["merge", *states])
