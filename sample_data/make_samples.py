@@ -30,6 +30,7 @@ SEED_HOUSE = 20240101
 SEED_CHURN = 20240102
 SEED_DIGITS = 20240103
 SEED_DEMAND = 20240104
+SEED_PREDS = 20240106
 
 
 # ---------------------------------------------------------------- helpers
@@ -282,6 +283,68 @@ def make_demand() -> None:
     write_gzip(OUT / "demand.csv.gz", csv_text(cols))
 
 
+# ---------------------------------------------------------------- 8: sharded delivery-time predictions
+PRED_SEGMENTS = np.array(["grocery", "restaurant", "parcel"])
+PRED_COUNTRIES = np.array(["DE", "FR", "US", "JP"])
+
+
+def delivery_times(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """``n`` deliveries: segment, country, the time taken (minutes) and its expected value."""
+    seg_idx = rng.choice(3, size=n, p=[0.45, 0.35, 0.20])
+    country_idx = rng.choice(4, size=n, p=[0.35, 0.25, 0.25, 0.15])
+    distance = rng.gamma(3.0, 1.4, n)                             # km
+    expected = (np.array([22.0, 18.0, 35.0])[seg_idx] + 4.0 * distance) \
+        * np.array([1.0, 1.05, 1.15, 0.9])[country_idx]
+    y = np.round(expected * np.exp(rng.normal(0.0, 0.12, n)), 2)  # the time it took
+    return {"segment": seg_idx, "country": country_idx, "expected": expected, "y": y}
+
+
+def make_preds() -> None:
+    """Two days of a delivery-time model's predictions, two Parquet shards a day.
+
+    ``yhat`` is the new model, ``yhat_old`` the released one (a little worse
+    overall, better for parcels): a candidate to gate and compare.  ``id`` is
+    unique over all shards.  Also ``scores.parquet``, predictions logged when
+    they were served (no label yet), and ``labels.csv``, the labels that
+    arrived later for most of them (another order, 3% still missing): a key join.
+    """
+    rng = np.random.default_rng(SEED_PREDS)
+    per_shard = 500
+    next_id = 100_001
+    for day in ("day1", "day2"):
+        (OUT / "preds" / day).mkdir(parents=True, exist_ok=True)
+        for part in range(2):
+            d = delivery_times(rng, per_shard)
+            new_sd = np.array([0.10, 0.11, 0.13])[d["segment"]]
+            old_sd = np.array([0.12, 0.13, 0.11])[d["segment"]]
+            yhat = d["expected"] * np.exp(rng.normal(0.0, new_sd))
+            yhat_old = d["expected"] * np.exp(rng.normal(0.03, old_sd))
+            table = pa.table({
+                "id": pa.array(np.arange(next_id, next_id + per_shard), pa.int64()),
+                "segment": pa.array(PRED_SEGMENTS[d["segment"]].tolist(), pa.string()),
+                "country": pa.array(PRED_COUNTRIES[d["country"]].tolist(), pa.string()),
+                "y": pa.array(d["y"], pa.float64()),
+                "yhat": pa.array(np.round(yhat, 2), pa.float64()),
+                "yhat_old": pa.array(np.round(yhat_old, 2), pa.float64()),
+            })
+            pq.write_table(table, OUT / "preds" / day / f"part-{part}.parquet", compression="zstd")
+            next_id += per_shard
+
+    n = 800
+    d = delivery_times(rng, n)
+    ids = np.arange(900_001, 900_001 + n)
+    yhat = d["expected"] * np.exp(rng.normal(0.0, 0.11, n))
+    pq.write_table(pa.table({
+        "id": pa.array(ids, pa.int64()),
+        "segment": pa.array(PRED_SEGMENTS[d["segment"]].tolist(), pa.string()),
+        "yhat": pa.array(np.round(yhat, 2), pa.float64()),
+    }), OUT / "scores.parquet", compression="zstd")
+    arrived = np.sort(rng.choice(n, size=n - n * 3 // 100, replace=False))
+    order = rng.permutation(arrived)
+    write_text(OUT / "labels.csv", csv_text({"id": [str(v) for v in ids[order]],
+                                             "y": fmt(d["y"][order], 2)}))
+
+
 # ---------------------------------------------------------------- check
 def check() -> None:
     noheader = pacsv.ReadOptions(autogenerate_column_names=True)
@@ -296,6 +359,9 @@ def check() -> None:
         "digits10.csv": lambda p: pacsv.read_csv(p),
         "digits10_list.parquet": pq.read_table,
         "demand.csv.gz": lambda p: pacsv.read_csv(p),
+        "scores.parquet": pq.read_table,
+        "labels.csv": lambda p: pacsv.read_csv(p),
+        **{f"preds/day{d}/part-{k}.parquet": pq.read_table for d in (1, 2) for k in (0, 1)},
     }
     for name, read in readers.items():
         path = OUT / name
@@ -311,6 +377,7 @@ def main() -> None:
     make_churn()
     make_digits()
     make_demand()
+    make_preds()
     if "--check" in sys.argv[1:]:
         check()
 
