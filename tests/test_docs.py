@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_run import run
+from cli_run import proc_env, run
 
 from lossctl.core import losses
 from lossctl.core.definitions import Param
@@ -223,3 +223,30 @@ def test_links_point_inside_the_repository(doc: str) -> None:
         assert dest.exists(), f"{doc}: {target} does not exist"
         if anchor:
             assert anchor in _anchors(dest.read_text()), f"{doc}: no heading for #{anchor}"
+
+
+# --------------------------------------------------------------------------
+# docs/CLI.md: the --help of every command
+# --------------------------------------------------------------------------
+
+
+def test_the_cli_reference_holds_every_commands_help_as_a_user_sees_it() -> None:
+    """docs/CLI.md is the ``--help`` of lossctl and each command, the text a real process prints
+    at the width the tool renders it (so a drift fails test_generated_blocks_are_up_to_date)."""
+    from lossctl.cli import cli
+
+    text = (ROOT / "docs" / "CLI.md").read_text()
+    sections = dict(re.findall(r"^## (lossctl[\w ]*)\n\n```\n(.*?)\n```$", block(text, "cli-help"),
+                               re.S | re.M))
+    assert list(sections) == ["lossctl", *(f"lossctl {c}" for c in sorted(cli.commands))]
+    for title, body in sections.items():
+        p = subprocess.run([sys.executable, "-m", "lossctl", *title.split()[1:], "--help"],
+                           capture_output=True, text=True, timeout=60,
+                           env={**proc_env(), "COLUMNS": str(docs_tool.HELP_WIDTH)})
+        assert p.returncode == 0, p.stderr
+        # the process names itself `python -m lossctl`; the reference names the console script
+        assert p.stdout.rstrip().replace("Usage: python -m lossctl", "Usage: lossctl") == body
+
+
+def test_the_readme_links_the_cli_reference() -> None:
+    assert "](docs/CLI.md)" in README.read_text()

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = ["README.md", "docs/LOSSES.md"]
+DOCUMENTS = ["README.md", "docs/LOSSES.md", "docs/CLI.md"]
+HELP_WIDTH = 100  # COLUMNS of the terminal --help is rendered for: the same text on every machine
 BLOCK = re.compile(r"^<!-- generated: (?P<name>[\w-]+) -->\n(?P<body>.*?)^<!-- end: (?P=name) -->$",
                    re.S | re.M)
 
@@ -30,12 +31,15 @@ sys.path.insert(0, str(ROOT))  # this checkout's lossctl, whatever is installed
 
 
 def lossctl(*args: str) -> str:
-    """The output of ``lossctl ARGS``, run in-process (as a user would see it off a terminal)."""
+    """The output of ``lossctl ARGS``, run in-process (as a user would see it off a terminal
+    ``HELP_WIDTH`` columns wide)."""
     from click.testing import CliRunner
 
     from lossctl.cli import cli
 
-    r = CliRunner().invoke(cli, list(args), env={"NO_COLOR": "1"})
+    r = CliRunner().invoke(cli, list(args), env={"NO_COLOR": "1", "COLUMNS": str(HELP_WIDTH)},
+                           prog_name="lossctl", terminal_width=HELP_WIDTH - 2)
+    # (Click fills a terminal's width less 2 columns, and CliRunner would force 80)
     if r.exit_code != 0:
         raise RuntimeError(f"lossctl {' '.join(args)} exited {r.exit_code}: {r.output}")
     return r.output
@@ -115,11 +119,25 @@ def kernels_list() -> str:
     return "\n".join(out) + "\n"
 
 
+def cli_help() -> str:
+    """``lossctl --help`` and the ``--help`` of every command, as sqlite-utils' docs hold theirs."""
+    from lossctl.cli import cli
+
+    out = []
+    for name in [None, *sorted(cli.commands)]:
+        words = ["lossctl"] + ([name] if name else [])
+        if name and cli.commands[name].hidden:
+            continue
+        out.append(f"## {' '.join(words)}\n\n```\n{lossctl(*words[1:], '--help').rstrip()}\n```\n")
+    return "\n".join(out)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "losses-table": losses_table,
     "loss-parameters": parameters_table,
     "loss-checks": checks_table,
     "loss-kernels": kernels_list,
+    "cli-help": cli_help,
 }
 
 
