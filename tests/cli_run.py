@@ -1,11 +1,15 @@
 """Running the lossctl CLI from tests: in-process (CliRunner) or as a real process.
 
 Shared by the CLI test files.  In-process, an exception that escapes the
-command (a traceback for the user) fails the test at once.
+command (a traceback for the user) fails the test at once.  Every JSON report
+that ``eval``, ``compare`` or ``merge`` prints through :func:`run` is validated
+against docs/report.schema.json, so a key renamed or added without the schema
+fails whichever test made the report.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -22,6 +26,8 @@ from click.testing import CliRunner
 from lossctl.cli import cli
 
 LOSSCTL = Path(sys.executable).with_name("lossctl")
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "report.schema.json"
+REPORTING = ("eval", "compare", "merge")  # the commands whose JSON output is a report
 CLEAN_ENV = ("LOSSCTL_DEBUG", "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE")
 
 
@@ -41,6 +47,36 @@ def proc_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 def command(mode: str) -> list[str]:
     return [str(LOSSCTL)] if mode == "script" else [sys.executable, "-m", "lossctl"]
+
+
+@functools.cache
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def check_report(doc: Any) -> None:
+    """Fail unless ``doc`` (a parsed JSON report) is valid against docs/report.schema.json."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(doc))
+    if error is not None:
+        where = "/".join(map(str, error.absolute_path)) or "(top level)"
+        raise AssertionError(f"JSON report not valid against {SCHEMA.name} at {where}: {error.message}")
+
+
+def _check_output(args: list[str], r: Run) -> Run:
+    """Validate ``r.out`` when it is the JSON report of a command that makes one."""
+    if r.code in (0, 1) and args[:1] and args[0] in REPORTING and r.out.lstrip().startswith("{"):
+        try:
+            doc = json.loads(r.out)
+        except ValueError:  # not JSON after all (a test of another format may print braces)
+            return r
+        check_report(doc)
+    return r
 
 
 def run(mode: str, args: list[Any], *, input: bytes | None = None, env: dict[str, str] | None = None,
@@ -63,12 +99,12 @@ def run(mode: str, args: list[Any], *, input: bytes | None = None, env: dict[str
         if exc is not None and not allow_exception:
             tb = "".join(traceback.format_exception(*r.exc_info)) if r.exc_info else repr(exc)
             raise AssertionError(f"lossctl raised instead of exiting cleanly:\n{tb}")
-        return Run(r.exit_code, r.stdout, r.stderr, exc)
+        return _check_output(args, Run(r.exit_code, r.stdout, r.stderr, exc))
     assert LOSSCTL.exists(), f"console script not installed at {LOSSCTL}"
     p = subprocess.run(command(mode) + args, input=input,
                        stdin=subprocess.DEVNULL if input is None else None,
                        capture_output=True, env=proc_env(env), cwd=cwd, timeout=120)
-    return Run(p.returncode, p.stdout.decode(), p.stderr.decode())
+    return _check_output(args, Run(p.returncode, p.stdout.decode(), p.stderr.decode()))
 
 
 def report(mode: str, args: list[Any], **kw: Any) -> dict:
