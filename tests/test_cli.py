@@ -1071,7 +1071,7 @@ def test_list_width_change_between_files_names_the_file(tmp_path: Path) -> None:
 
 
 EXTRAS = ("dask", "distributed", "matplotlib", "PIL", "html5lib", "pandas", "sklearn", "scipy",
-          "polars", "duckdb", "fsspec")
+          "polars", "duckdb", "fsspec", "jsonschema")
 
 
 @pytest.mark.parametrize("args", [
