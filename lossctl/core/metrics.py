@@ -9,7 +9,7 @@ scikit-learn's (``r2_score``, ``precision_score``, ``roc_auc_score``,
 ``average_precision_score``, ``mean_tweedie_deviance``...), including its
 ``zero_division`` and ``force_finite`` conventions; where scikit-learn has no
 such metric (smape, mean_bias, ece) the formula is the spec's
-(``docs/METRICS.md``).
+(``docs/LOSSES.md``, ``docs/METRICS.md``).
 
 Reducers take exact ``Fraction`` totals (the reported value) or float arrays
 of bootstrap replicates; :func:`~lossctl.core.definitions.div` works on both.
