@@ -70,6 +70,11 @@ CASES: list[tuple[str, list[Any], int]] = [
                               "-m", "rmse", "--max-regression", "1%", "--strict"], 1),
     ("compare-auc", ["compare", *CHURN, "--baseline-pred", "logit", "-p", "score",
                      "-m", "roc_auc,sigmoid_ce"], 0),
+    ("models", ["eval", SAMPLE / "house_prices_models.csv", "-l", "price", "-p", "model_a",
+                "-p", "model_b", "-p", "model_c", "-m", "rmse,mape", "--ci"], 0),
+    ("models-by", ["eval", SAMPLE / "house_prices_models.csv", "-l", "price", "--models", "model_*",
+                   "--reference", "model_b", "-m", "mape", "--by", "segment", "--ci",
+                   "--fail-if", "mape > 0.5", "--slice-fail-if", "mape > 0.5"], 0),
     ("merge", ["merge", "{tmp}/day1.json", "{tmp}/day2.json", "--fail-if", "rmse > 8",
                "--sort", "rmse"], 0),
     ("merge-baseline", ["merge", "{tmp}/day1.json", "{tmp}/day2.json", "--baseline", "{baseline}",
@@ -129,7 +134,7 @@ def test_the_cases_reach_every_optional_part_of_a_report(made: dict[str, str]) -
     for _, args, code in CASES:
         doc = _report(args, made, code)
         seen |= set(doc)
-        for entry in doc["losses"].values():
+        for entry in doc.get("losses", {}).values():
             loss_keys |= set(entry)
     assert set(schema["properties"]) - seen == set(), set(schema["properties"]) - seen
     optional = set(schema["$defs"]["evalLoss"]["properties"]) - {"nonfinite", "undefined"}
@@ -178,6 +183,19 @@ def test_a_renamed_key_is_caught(path: list[Any], made: dict[str, str]) -> None:
 ], ids=lambda p: "/".join(map(str, p)))
 def test_a_renamed_key_of_a_comparison_is_caught(path: list[Any], made: dict[str, str]) -> None:
     doc = _report(CASES[[c[0] for c in CASES].index("compare-key-by")][1], made)
+    with pytest.raises(AssertionError, match="not valid"):
+        check_report(_rename(doc, path, path[-1] + "_renamed"))
+
+
+@pytest.mark.parametrize("path", [
+    ["models", 0, "rank"], ["models", "other", "losses", "mape", "vs_reference"], ["ranked_by", "loss"],
+    ["reference"], ["slices", 0, "models", 0, "ci"], ["checks", 0, "model"],
+    ["columns", "models"],
+], ids=lambda p: "/".join(map(str, p)))
+def test_a_renamed_key_of_several_models_is_caught(path: list[Any], made: dict[str, str]) -> None:
+    doc = _report(CASES[[c[0] for c in CASES].index("models-by")][1], made)
+    other = next(i for i, m in enumerate(doc["models"]) if m["model"] != doc["reference"])
+    path = [other if step == "other" else step for step in path]
     with pytest.raises(AssertionError, match="not valid"):
         check_report(_rename(doc, path, path[-1] + "_renamed"))
 
