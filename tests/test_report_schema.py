@@ -213,3 +213,21 @@ def test_added_and_mistyped_keys_are_caught(made: dict[str, str]) -> None:
         change(bad)
         with pytest.raises(AssertionError, match="not valid"):
             check_report(bad)
+
+
+def test_the_readmes_json_example_is_the_report_lossctl_prints(made: dict[str, str]) -> None:
+    """The README's example report is valid, and is what lossctl prints for its command (but the
+    resolved path and the engine's thread count, which depend on the machine)."""
+    import re
+
+    readme = (SAMPLE.parent / "README.md").read_text()
+    example = json.loads(re.search(r"^```json\n(.*?)^```$", readme, re.S | re.M)[1])
+    check_report(example)
+    got = _report(["eval", *HOUSES, "-w", "weight", "-m", "mse,huber:delta=50000"], made)
+    for doc in (example, got):
+        doc["inputs"] = [Path(p).name for p in doc["inputs"]]
+        for f in doc["input_files"]:
+            f["name"] = Path(f["name"]).name
+            f.pop("path")
+        doc["engine"].pop("threads")
+    assert example == got
