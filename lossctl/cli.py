@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from . import __version__, native
-from .errors import LossctlError
+from .errors import LossctlError, OptionError
 from .report.render import FORMATS
 from .usage import UsageGroup
 
@@ -41,6 +41,8 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
         debug = kwargs.get("debug") or os.environ.get("LOSSCTL_DEBUG")
         try:
             return f(*args, **kwargs)
+        except OptionError as e:  # options that do not go together: Click's usage error
+            raise click.UsageError(str(e)) from None
         except LossctlError as e:
             if debug:
                 raise
@@ -289,122 +291,73 @@ keep_option = click.option("--keep", metavar="COLS", shell_complete=COLUMNS,
                            help="Columns carried to per-row output and --top lists (an id, a segment).")
 
 
-def _delimiter(delimiter: str | None) -> str | None:
-    if delimiter is None:
-        return None
-    return {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)  # (checked by the reader)
-
-
-def _request(files: list[str], o: dict[str, Any], **extra: Any) -> Any:
-    """The engine request for the options every reading command shares."""
-    from .engine.plan import Request
-    from .io.sources import DEFAULT_MAX_RECORD
-
-    if o["verbose"]:
-        _list_inputs(files + (extra["join"].paths if extra.get("join") else []))
-    preds, glob = list(o["pred"]), o.get("models")
-    if not preds and glob is None:
-        raise click.UsageError("Missing option '-p' / '--pred'.")
-    return Request(
-        paths=files, label=o["label"], pred=preds[0] if preds else "", losses=list(o["losses"]),
-        preds=preds if len(preds) > 1 or glob is not None else [], models_glob=glob,
-        reference=o.get("reference"),
-        weight=o["weight"], nan=o["nan"],
-        chunk_rows=o["chunk_size"],
-        input_format=o["input_format"],
-        delimiter=_delimiter(o["delimiter"]), header=not o["no_header"],
-        max_record=o["max_record_size"] or DEFAULT_MAX_RECORD, engine=o["engine"],
-        scheduler=o["scheduler"], **({"unit_bytes": o["unit_size"]} if o["unit_size"] else {}),
-        **extra)
-
-
-def _list_inputs(paths: list[str]) -> None:
+def _list_inputs(paths: list[str | None]) -> None:
     """--verbose: the files that will be read, and those left out of directories and globs."""
     from .io.sources import expand_paths
 
     skipped: list[tuple[str, str]] = []
-    found = expand_paths(paths, skipped)
+    found = expand_paths([p for p in paths if p], skipped)
     for path in found:
         click.echo(f"lossctl: reading {'<stdin>' if path == '-' else path}", err=True)
     for path, why in skipped:
         click.echo(f"lossctl: skipped {path}: {why}", err=True)
 
 
-def _checks(o: dict[str, Any], baseline: str | None = None, max_increase: tuple = (),
-            max_regression: tuple = (), slice_max_regression: tuple = ()) -> Any:
-    from .report.gate import Checks, load_checks_file, merge_checks, parse_threshold, parse_tolerance
-
-    given = Checks([parse_threshold(t) for t in o["fail_if"]],
-                   [parse_tolerance(t, "--max-increase") for t in max_increase],
-                   [parse_tolerance(t, "--max-regression") for t in max_regression], baseline,
-                   [parse_threshold(t) for t in o["slice_fail_if"]],
-                   [parse_tolerance(t, "--slice-max-regression") for t in slice_max_regression])
-    if o["checks_file"]:
-        return merge_checks(load_checks_file(o["checks_file"]), given)
-    return given
+_API_NAMES = {"checks_file": "checks", "labels_file": "labels", "sort_by": "sort"}
+_CLI_ONLY = ("debug", "verbose", "progress")
 
 
-def _outputs(inputs: list[str | None], checks: Any, force: bool, **paths: str | None
-             ) -> dict[str, Any]:
-    """Check every output of a command against its inputs before anything is read.
-
-    Returns a target per output asked for (keyed like ``paths``), for the sinks to write.
-    """
-    from .io.sinks import Outputs
-
-    outs = Outputs([*inputs, *(checks.inputs if checks is not None else [])], force)
-    return {name: outs.claim(path, "-o" if name == "output" else "--" + name.replace("_", "-"))
-            for name, path in paths.items() if path}
-
-
-def _run(req: Any, progress: bool | None, sink: Any = None, parts: Any = None) -> Any:
-    from .api import evaluate_request
-
+def _run(call: Callable[..., Any], paths: list[str], o: dict[str, Any], *extra_inputs: str | None,
+         **kwargs: Any) -> Any:
+    """Call the API function with the command's options (Click's names -> the API's), with a
+    progress bar on stderr when asked for (or on a terminal)."""
+    if o.get("verbose"):
+        _list_inputs([*paths, *extra_inputs])
     _tune_allocator()
-    show = sys.stderr.isatty() if progress is None else progress
-    if show:
-        return _with_progress(req, sink, parts)
-    return evaluate_request(req, sink=sink, parts=parts)
+    args = {_API_NAMES.get(k, k): v for k, v in o.items() if k not in _CLI_ONLY}
+    if "no_header" in args:
+        args["header"] = not args.pop("no_header")
+    if "html" in args:
+        args["command"] = _command_line()
+    show = sys.stderr.isatty() if o.get("progress") is None else o["progress"]
+    if not show:
+        return call(paths, **args, **kwargs)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    dask = o.get("engine") == "dask"
+    # the local engine counts bytes read (over the network too); Dask counts units done
+    columns = (MofNCompleteColumn(),) if dask else (DownloadColumn(), TransferSpeedColumn())
+    with Progress("[progress.description]{task.description}", BarColumn(), *columns,
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("units" if dask else "reading", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        return call(paths, **args, **kwargs, progress=advance)
 
 
-def _finish(report: Any, checks: Any, outputs: dict[str, Any], fmt: str | None,
-            strict: bool = False, min_slice_rows: int = 0, **view: Any) -> None:
-    """Evaluate the checks, render the report, write JUnit, and exit 1 if a check failed."""
-    from .report.gate import evaluate
-    from .report.render import failed_checks_text, junit_xml, render, to_dict
+def _finish(report: Any, fmt: str | None) -> None:
+    """Print the warnings and the report; exit 1 if a check failed."""
+    from .report.render import failed_checks_text, render
 
-    gate = evaluate(checks, report, strict, min_slice_rows)
-    for warning in gate.warnings:
+    for warning in report.warnings:
         click.echo(f"lossctl: warning: {warning}", err=True)
-    doc = to_dict(report, gate.results, min_slice_rows=min_slice_rows, baseline=gate.baseline,
-                  **view)
-    if "junit" in outputs:
-        from .io.sinks import write_bytes
-
-        write_bytes(outputs["junit"], junit_xml(doc).encode())
-    if "html" in outputs:
-        _write_html(outputs["html"], report, doc)
+    doc = report.to_dict()
     fmt = fmt or ("table" if _stdout_is_tty() else "json")
     click.echo(render(doc, fmt, color=_use_color(), width=_width()), nl=False)
-    if gate.results and not doc["passed"]:
+    if not report.passed:
         sys.stdout.flush()
         click.echo(failed_checks_text(doc), err=True, nl=False)
         sys.exit(1)
-
-
-def _html_first(html: str | None) -> None:
-    """Before reading anything: the plotting extra is there (FILE is claimed with the outputs)."""
-    if html:
-        from .report.plots import require
-
-        require()
-
-
-def _write_html(target: Any, report: Any, doc: dict) -> None:
-    from .io.sinks import write_bytes
-    from .report.html import html_page
-
-    write_bytes(target, html_page(report, doc, _command_line()).encode())
 
 
 def _width() -> int:
@@ -448,13 +401,7 @@ def _width() -> int:
               help="Also save the exact state to FILE, for `lossctl merge` of shards.")
 @debug_option
 @handle_errors
-def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
-             max_increase: tuple[str, ...], ci: bool, confidence: float, seed: int,
-             ci_key: str | None,
-             by: str | None, min_slice_rows: int, sort_by: str | None, max_slices: int,
-             top: tuple[int, str] | None, keep: str | None, labels_file: str | None,
-             key: str | None, missing: str, emit_state: str | None, quantiles: bool,
-             **o: Any) -> None:
+def eval_cmd(files: tuple[str, ...], fmt: str | None, **o: Any) -> None:
     """Compute losses of the predictions in FILE... against their labels.
 
     FILE is a path, - for stdin, a glob, or a directory of shards (read in
@@ -467,33 +414,9 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
 
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """
-    from .engine.plan import JoinRequest
-    from .report.gate import require_options
+    from .api import evaluate_files
 
-    checks = _checks(o, baseline, max_increase)
-    several = len(o["pred"]) > 1 or o["models"] is not None
-    require_options(checks, slices=bool(by), compare=False, models=several)
-    if emit_state and several:
-        raise click.UsageError("--emit-state saves one model's state; run eval once per model")
-    if key and not labels_file:
-        raise click.UsageError("--key joins a --labels file; give --labels FILE")
-    _html_first(o["html"])
-    outputs = _outputs([*files, labels_file], checks, o["force"], emit_state=emit_state,
-                       junit=o["junit"], html=o["html"])
-    join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
-    req = _request(list(files), o, ci=ci, confidence=confidence, seed=seed, ci_key=ci_key, by=by,
-                   max_slices=max_slices, top=(top[1], top[0]) if top else None, keep=keep,
-                   join=join, quantiles=quantiles or bool(o["html"]), calibration=bool(o["html"]))
-    report = _run(req, o["progress"])
-    if sort_by is not None:
-        report.state.loss(sort_by)  # a usage error before anything is printed
-        if not by:
-            raise click.UsageError("--sort orders the slices of --by")
-    if emit_state:
-        from .api import save_state
-
-        save_state(report, outputs["emit_state"])
-    _finish(report, checks, outputs, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
+    _finish(_run(evaluate_files, list(files), o, o["labels_file"]), fmt)
 
 
 @cli.command("compare", context_settings=CONTEXT)
@@ -521,11 +444,7 @@ def eval_cmd(files: tuple[str, ...], fmt: str | None, baseline: str | None,
 @html_option
 @debug_option
 @handle_errors
-def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | None,
-                max_regression: tuple[str, ...], slice_max_regression: tuple[str, ...],
-                strict: bool, confidence: float, seed: int, ci_key: str | None, by: str | None,
-                min_slice_rows: int, sort_by: str | None, max_slices: int, key: str | None,
-                missing: str, quantiles: bool, **o: Any) -> None:
+def compare_cmd(files: tuple[str, ...], fmt: str | None, **o: Any) -> None:
     """Paired comparison of a baseline and a candidate on the same labels.
 
     \b
@@ -542,34 +461,9 @@ def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | No
 
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """
-    from .engine.plan import JoinRequest
-    from .report.gate import require_options
+    from .api import compare_files
 
-    checks = _checks(o, max_regression=max_regression, slice_max_regression=slice_max_regression)
-    require_options(checks, slices=bool(by), compare=True)
-    if sort_by is not None and not by:
-        raise click.UsageError("--sort orders the slices of --by")
-    if len(files) == 1:
-        if not baseline_pred:
-            raise click.UsageError("one FILE: name the baseline's columns with --baseline-pred")
-        if key:
-            raise click.UsageError("--key joins two files; give the baseline's and the "
-                                   "candidate's files")
-        join = None
-    elif len(files) == 2:
-        join = JoinRequest([files[1]], "candidate", key, missing)
-    else:
-        raise click.UsageError("give one FILE (two prediction columns) or two FILEs "
-                               "(baseline's, candidate's)")
-    _html_first(o["html"])
-    outputs = _outputs(list(files), checks, o["force"], junit=o["junit"], html=o["html"])
-    req = _request([files[0]], o, ci=True, confidence=confidence, seed=seed, ci_key=ci_key,
-                   baseline_pred=baseline_pred, join=join, by=by, max_slices=max_slices,
-                   quantiles=quantiles or bool(o["html"]), calibration=bool(o["html"]))
-    report = _run(req, o["progress"])
-    if sort_by is not None:
-        report.state.loss(sort_by)
-    _finish(report, checks, outputs, fmt, strict, min_slice_rows=min_slice_rows, sort=sort_by)
+    _finish(_run(compare_files, list(files), o), fmt)
 
 
 @cli.command("rows", context_settings=CONTEXT)
@@ -586,9 +480,7 @@ def compare_cmd(files: tuple[str, ...], baseline_pred: str | None, fmt: str | No
 @join_options
 @debug_option
 @handle_errors
-def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
-             top: tuple[int, str] | None, labels_file: str | None, key: str | None,
-             missing: str, **o: Any) -> None:
+def rows_cmd(files: tuple[str, ...], output: str, **o: Any) -> None:
     """Write the loss of every row (no averaging) to OUT, with row numbers and --keep columns.
 
     The inputs are never touched.  OUT is written under a temporary name and
@@ -598,46 +490,16 @@ def rows_cmd(files: tuple[str, ...], output: str, force: bool, keep: str | None,
 
     Exit status: 0 success, 2 usage or input error.
     """
-    from .engine.plan import JoinRequest
-    from .io.sinks import Outputs, RowWriter, output_format
-    from .io.sources import expand_paths
+    from .api import write_rows
 
-    if o["engine"] != "dask":  # (Dask writes a directory of parts: any name)
-        output_format(output)
-    elif output == "-":
-        raise click.UsageError("--engine dask writes a directory of parts; give -o DIR")
-    inputs = expand_paths(list(files))
-    outs = Outputs([*inputs, labels_file], force)
-    target = outs.claim(output, "-o", directory=o["engine"] == "dask")
-    if key and not labels_file:
-        raise click.UsageError("--key joins a --labels file; give --labels FILE")
-    join = JoinRequest([labels_file], "label", key, missing) if labels_file else None
-    req = _request(list(files), o, top=(top[1], top[0]) if top else None, keep=keep, join=join)
     _on_sigterm_interrupt()
-    if req.engine == "dask":  # one part per unit, in a directory committed when all are done
-        from .io.sinks import RowParts
+    written = _run(write_rows, list(files), o, o["labels_file"], output=output)
+    click.echo(f"lossctl: wrote {written.rows} rows to {written.where}", err=True)
+    if written.report.state.top is not None:
+        from .report.render import render
 
-        parts = RowParts(target, many_files=len(inputs) > 1)
-        report = _run(req, o["progress"], parts=parts)
-        rows, where = parts.rows, f"{len(parts.names)} parts in {output}"
-    else:
-        from .engine.chunks import rows_sink
-
-        writer = RowWriter(target, many_files=len(inputs) > 1)
-        try:
-            report = _run(req, o["progress"], rows_sink(writer))
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
-        rows, where = writer.rows, "stdout" if output == "-" else output
-    click.echo(f"lossctl: wrote {rows} rows to {where}", err=True)
-    if report.state.top is not None:
-        from .report.render import render, to_dict
-
-        doc = to_dict(report)
-        doc.pop("checks", None)
-        click.echo(render(doc, "table" if sys.stderr.isatty() else "json"), err=True, nl=False)
+        click.echo(render(written.report.to_dict(), "table" if sys.stderr.isatty() else "json"),
+                   err=True, nl=False)
 
 
 def _on_sigterm_interrupt() -> None:
@@ -668,9 +530,7 @@ def _on_sigterm_interrupt() -> None:
 @html_option
 @debug_option
 @handle_errors
-def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
-              max_increase: tuple[str, ...], confidence: float, min_slice_rows: int,
-              sort_by: str | None, emit_state: str | None, **o: Any) -> None:
+def merge_cmd(states: tuple[str, ...], fmt: str | None, **o: Any) -> None:
     """Combine states saved by `eval --emit-state` (shards, other machines, other days).
 
     The report is the one a single run over all the shards gives, bit for
@@ -679,47 +539,9 @@ def merge_cmd(states: tuple[str, ...], fmt: str | None, baseline: str | None,
 
     Exit status: 0 success, 1 a check failed, 2 usage or input error.
     """
-    from .api import merge_states, save_state
-    from .report.gate import require_options
+    from .api import merge_states
 
-    checks = _checks(o, baseline, max_increase)
-    require_options(checks, slices=True, compare=False)  # (slices: known once merged)
-    _html_first(o["html"])
-    outputs = _outputs(list(states), checks, o["force"], emit_state=emit_state, junit=o["junit"],
-                       html=o["html"])
-    report = merge_states(list(states), confidence)
-    if sort_by is not None:
-        report.state.loss(sort_by)
-    if emit_state:
-        save_state(report, outputs["emit_state"])
-    _finish(report, checks, outputs, fmt, min_slice_rows=min_slice_rows, sort=sort_by)
-
-
-def _with_progress(req: Any, sink: Any = None, parts: Any = None) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    from .api import evaluate_request
-
-    console = Console(stderr=True)
-    # the local engine counts bytes read (over the network too); Dask counts units done
-    columns = (MofNCompleteColumn(),) if req.engine == "dask" else \
-        (DownloadColumn(), TransferSpeedColumn())
-    with Progress("[progress.description]{task.description}", BarColumn(), *columns,
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("units" if req.engine == "dask" else "reading", total=None)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None)
-
-        return evaluate_request(req, progress=advance, sink=sink, parts=parts)
+    _finish(_run(merge_states, list(states), o), fmt)
 
 
 @cli.command("losses", context_settings=CONTEXT)

@@ -19,6 +19,10 @@ class UsageError(LossctlError):
     """The request is malformed: unknown loss, bad parameter, missing column."""
 
 
+class OptionError(UsageError):
+    """Options that do not go together (``key`` without ``labels``): the CLI adds its --help hint."""
+
+
 class InputError(LossctlError):
     """The data cannot be evaluated: empty input, unreadable file, zero weight sum."""
 

@@ -247,6 +247,25 @@ def _in_field(path: str, where: str, parse: Callable[..., Any], *args: Any) -> A
         raise UsageError(f"{path}: field {where}: {e}") from None
 
 
+def _texts(given: str | Sequence[str]) -> list[str]:
+    return [given] if isinstance(given, str) else list(given)
+
+
+def build_checks(*, fail_if: str | Sequence[str] = (), slice_fail_if: str | Sequence[str] = (),
+                 max_increase: str | Sequence[str] = (), max_regression: str | Sequence[str] = (),
+                 slice_max_regression: str | Sequence[str] = (), baseline: str | None = None,
+                 checks_file: str | None = None) -> Checks:
+    """The checks of options as written on the command line (``"mse > 0.25"``, ``"mse=2%"``),
+    after those of ``checks_file``."""
+    given = Checks([parse_threshold(t) for t in _texts(fail_if)],
+                   [parse_tolerance(t, "--max-increase") for t in _texts(max_increase)],
+                   [parse_tolerance(t, "--max-regression") for t in _texts(max_regression)],
+                   baseline, [parse_threshold(t) for t in _texts(slice_fail_if)],
+                   [parse_tolerance(t, "--slice-max-regression")
+                    for t in _texts(slice_max_regression)])
+    return merge_checks(load_checks_file(checks_file), given) if checks_file else given
+
+
 def merge_checks(*parts: Checks) -> Checks:
     """Checks of several sources; a later tolerance of the same loss replaces an earlier one."""
     out = Checks()

@@ -20,9 +20,12 @@ from ..core import intervals
 from ..core.state import SLICE_BUCKETS, EvalState, Result
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..core.losses import Loss
     from ..engine.joins import JoinStats
     from ..engine.plan import Columns, Outcome
+    from .gate import CheckResult, Gate
 
 
 @dataclass
@@ -49,7 +52,13 @@ class Leaderboard:
 
 @dataclass
 class Report:
-    """An engine's outcome with its results computed, ready to render and gate."""
+    """An engine's outcome with its results computed, ready to render and gate.
+
+    What the API returns: :meth:`to_dict` is the JSON report of the CLI
+    (``-f json``), :meth:`to_pandas` a table of it; ``gate`` holds the
+    checks' results once evaluated (:attr:`checks`, :attr:`passed`), and
+    ``min_slice_rows``/``sort`` how slices are shown.
+    """
 
     outcome: Outcome
     result: Result  # the (candidate's) values
@@ -62,6 +71,9 @@ class Report:
     # per slice (in the state's slice order), each loss's paired difference: compare --by
     slice_differences: list[dict[str, Any]] | None = None
     leaderboard: Leaderboard | None = None  # several models (then ``result`` is the reference's)
+    gate: Gate | None = None  # the checks evaluated on this report
+    min_slice_rows: int = 0  # slices with fewer rows are hidden (counted in slices_hidden)
+    sort: str | None = None  # slices ordered by this loss, worst first (else by value)
 
     @property
     def state(self) -> EvalState:
@@ -88,6 +100,38 @@ class Report:
     @property
     def join(self) -> JoinStats | None:
         return self.outcome.join
+
+    @property
+    def checks(self) -> list[CheckResult]:
+        """Every check's result (empty when none was asked for)."""
+        return self.gate.results if self.gate is not None else []
+
+    @property
+    def passed(self) -> bool:
+        """True unless a check failed (the CLI's exit status 1)."""
+        return all(c.passed for c in self.checks)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the CLI prints as warnings (a baseline of other data)."""
+        return self.gate.warnings if self.gate is not None else []
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report, as ``lossctl eval -f json`` (or ``compare``, ``merge``) prints it."""
+        from .render import to_dict
+
+        return to_dict(self, self.checks, self.min_slice_rows, self.sort,
+                       self.gate.baseline if self.gate is not None else None)
+
+    def to_pandas(self, slices: bool | None = None) -> pd.DataFrame:
+        """A DataFrame of the report: a row per loss, or with ``slices`` a row per slice and loss.
+
+        ``slices=None`` gives the slices when the report has them (``by=``).
+        Slice rows start with the ``by`` columns; see :mod:`lossctl.report.frames`.
+        """
+        from .frames import report_frame
+
+        return report_frame(self.to_dict(), slices)
 
 
 def make_report(outcome: Outcome, confidence: float = 0.95) -> Report:
