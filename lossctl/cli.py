@@ -322,26 +322,9 @@ def _run(call: Callable[..., Any], paths: list[str], o: dict[str, Any], *extra_i
     show = sys.stderr.isatty() if o.get("progress") is None else o["progress"]
     if not show:
         return call(paths, **args, **kwargs)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from .report.terminal import progress_bar
 
-    dask = o.get("engine") == "dask"
-    # the local engine counts bytes read (over the network too); Dask counts units done
-    columns = (MofNCompleteColumn(),) if dask else (DownloadColumn(), TransferSpeedColumn())
-    with Progress("[progress.description]{task.description}", BarColumn(), *columns,
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("units" if dask else "reading", total=None)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None)
-
+    with progress_bar(units=o.get("engine") == "dask") as advance:
         return call(paths, **args, **kwargs, progress=advance)
 
 
@@ -554,40 +537,18 @@ def losses_cmd(fmt: str | None, debug: bool) -> None:
     import json
 
     from .core.losses import describe_catalogue
+    from .report.catalogue import catalogue_markdown, catalogue_table
 
     rows = describe_catalogue()
     fmt = fmt or ("table" if _stdout_is_tty() else "json")
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
-        return
+    elif fmt == "markdown":
+        click.echo(catalogue_markdown(rows))
+    else:
+        from rich.console import Console
 
-    def params(r: dict) -> str:  # as written after -m NAME: (true/false, not Python's)
-        return ", ".join(f"{k}={'(required)' if v is None else json.dumps(v)}"
-                         for k, v in r["params"].items())
-
-    if fmt == "markdown":
-        click.echo("| loss | aliases | task | kind | better | params | label | prediction | formula |")
-        click.echo("|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            formula = r["formula"].replace("|", "\\|")
-            click.echo(f"| `{r['name']}` | {', '.join(r['aliases'])} | {r['task']} | {r['kind']} "
-                       f"| {r['better']} | {params(r)} | {r['label']} | {r['prediction']} "
-                       f"| `{formula}` |")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    spellings = [n for r in rows for n in dict.fromkeys([r["name"], *r["aliases"]])]
-    both = sorted({n for n in spellings if spellings.count(n) > 1})
-    table = Table(caption=f"{', '.join(both)}: a binary or a multiclass definition, by the "
-                          "prediction columns (one, or K).", caption_justify="left")
-    for col in ("loss", "aliases", "task", "kind", "better", "params", "label", "prediction",
-                "formula"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r["name"], ", ".join(r["aliases"]), r["task"], r["kind"], r["better"],
-                      params(r), r["label"], r["prediction"], r["formula"])
-    Console(no_color=not _use_color(), highlight=False).print(table)
+        Console(no_color=not _use_color(), highlight=False).print(catalogue_table(rows))
 
 
 def _quiet_exit_on_closed_pipe() -> None:

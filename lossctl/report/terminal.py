@@ -10,6 +10,8 @@ under the tables wraps at word boundaries too.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from .tables import checks_headline, summary, tables
 
@@ -129,3 +131,31 @@ def render_table(doc: dict, color: bool, width: int) -> str:
         console.print(f"lossctl: {headline}", style="bold red" if failed else "bold green")
     console.print(summary(doc), style="dim")
     return "".join(line.rstrip(" ") + "\n" for line in buf.getvalue().splitlines())
+
+
+@contextmanager
+def progress_bar(units: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr while the block runs; yields its ``progress(done, total)``.
+
+    The local engine counts bytes read (over the network too); Dask counts
+    ``units`` done.  The bar is gone when the block ends.
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (MofNCompleteColumn(),) if units else (DownloadColumn(), TransferSpeedColumn())
+    with Progress("[progress.description]{task.description}", BarColumn(), *columns,
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("units" if units else "reading", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        yield advance
