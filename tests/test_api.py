@@ -339,3 +339,16 @@ def test_docstring_examples(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and (result.attempted > 0 or module == "lossctl.report.model")
+
+
+def test_the_readme_python_examples_run() -> None:
+    """The Python API section of the README runs as written, from the repository root."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
