@@ -1,4 +1,7 @@
-"""The Python API: ``lossctl.evaluate`` for notebooks and scripts, and the calls the CLI makes.
+"""The Python API: arrays (``evaluate``) and files (``evaluate_files``, ``compare_files``,
+``merge_states``, ``write_rows``: what ``lossctl eval``, ``compare``, ``merge`` and ``rows``
+do, each returning the report the CLI renders).  The CLI is a thin layer over this module:
+options that need a file read, an output claimed or a check evaluated are handled here.
 
 Example::
 
@@ -136,11 +139,6 @@ def evaluate_request(req: Request, progress: Progress | None = None, sink: Sink 
 
 def _names(given: str | Sequence[str] | None) -> list[str]:
     return [given] if isinstance(given, str) else list(given or [])
-
-
-# the reading options of evaluate_files and compare_files (keyword arguments of both)
-_READING = ("nan", "chunk_size", "input_format", "delimiter", "header", "max_record_size",
-            "engine", "scheduler", "unit_size", "client")
 
 
 def _request(paths: list[str], label: str, pred: str | Sequence[str] | None,

@@ -325,6 +325,10 @@ def test_evaluate_takes_k_columns_as_2d_arrays_and_series_of_arrays() -> None:
 
 
 def test_the_api_is_exported_lazily() -> None:
+    from lossctl import api
+    from lossctl.engine import plan
+
+    assert api.DEFAULT_MAX_SLICES == plan.DEFAULT_MAX_SLICES  # (a copy: plan loads pyarrow)
     for name in lossctl.__all__:
         assert getattr(lossctl, name) is not None
         assert name in dir(lossctl)
