@@ -356,3 +356,15 @@ def test_the_readme_python_examples_run() -> None:
     assert len(blocks) >= 2
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_progress_and_html_report(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    seen: list[tuple[int, int]] = []
+    page = tmp_path / "r.html"
+    r = lossctl.evaluate_files(HOUSE, "price", "predicted_price", "mae", html=str(page),
+                               progress=lambda done, total: seen.append((done, total)))
+    assert seen and {t for _, t in seen} == {Path(HOUSE).stat().st_size}  # bytes to read
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert "lossctl.evaluate_files(" in page.read_text()  # the call, where the CLI shows its command
+    assert "quantiles" in r.to_dict()  # as with --html: the page's distributions are kept
