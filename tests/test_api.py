@@ -368,3 +368,11 @@ def test_progress_and_html_report(tmp_path: Path) -> None:
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert "lossctl.evaluate_files(" in page.read_text()  # the call, where the CLI shows its command
     assert "quantiles" in r.to_dict()  # as with --html: the page's distributions are kept
+
+
+def test_a_report_shows_itself_briefly() -> None:
+    r = lossctl.evaluate_files(HOUSE, "price", "predicted_price", "mae", fail_if="mae > 1")
+    assert repr(r) == "<lossctl.Report eval: 600 rows; mae=27364.8; checks FAILED>"
+    c = lossctl.compare_files([HOUSE, "sample_data/house_prices_v2.csv"], "price",
+                              "predicted_price", "mae", key="id")
+    assert repr(c).startswith("<lossctl.Report compare: 600 rows; mae=27364.8 -> ")

@@ -50,7 +50,7 @@ class Leaderboard:
     reference: str
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     """An engine's outcome with its results computed, ready to render and gate.
 
@@ -115,6 +115,16 @@ class Report:
     def warnings(self) -> list[str]:
         """What the CLI prints as warnings (a baseline of other data)."""
         return self.gate.warnings if self.gate is not None else []
+
+    def __repr__(self) -> str:
+        """Short (a notebook shows it): the command, rows, each loss's value (a comparison's
+        baseline -> candidate) and the checks."""
+        command = "compare" if self.differences is not None else "eval"
+        old = self.baseline.values if self.baseline is not None else {}
+        values = ", ".join(f"{k}={old[k]:.6g} -> {v:.6g}" if k in old else f"{k}={v:.6g}"
+                           for k, v in self.result.values.items())
+        checks = f"; checks {'passed' if self.passed else 'FAILED'}" if self.checks else ""
+        return f"<lossctl.Report {command}: {self.result.rows} rows; {values}{checks}>"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report, as ``lossctl eval -f json`` (or ``compare``, ``merge``) prints it."""
