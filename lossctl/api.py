@@ -153,7 +153,7 @@ def _request(paths: list[str], label: str, pred: str | Sequence[str] | None,
 
     preds, glob = _names(pred), args.get("models")
     if not preds and glob is None:
-        raise OptionError("Missing option '-p' / '--pred'.")
+        raise OptionError("missing option '-p' / '--pred'.")
     delimiter = args["delimiter"]
     unit = args["unit_size"]
     return Request(
@@ -220,7 +220,8 @@ def _sort_slices(report: Report, sort: str | None, by: str | None) -> None:
 def evaluate_files(
     paths: str | Sequence[str], label: str, pred: str | Sequence[str] | None = None,
     losses: str | Sequence[str] | None = None, weight: str | None = None, *,
-    models: str | None = None, reference: str | None = None, by: str | None = None, ci: bool = False, labels: str | None = None, key: str | None = None,
+    models: str | None = None, reference: str | None = None, by: str | None = None,
+    ci: bool = False, labels: str | None = None, key: str | None = None,
     missing: str = "error", fail_if: str | Sequence[str] = (),
     slice_fail_if: str | Sequence[str] = (), checks: str | None = None,
     baseline: str | None = None, max_increase: str | Sequence[str] = (),

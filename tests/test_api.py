@@ -77,6 +77,15 @@ EVAL_CASES = [
     (["sample_data/house_prices.tsv", "--delimiter", "tab", "--input-format", "csv", *COLS],
      dict(paths="sample_data/house_prices.tsv", delimiter="tab", input_format="csv",
           label="price", pred="predicted_price"), 0),
+    (["sample_data/house_prices_models.csv", "-l", "price", "-p", "model_a", "-p", "model_c",
+      "-m", "mae,rmse", "--ci", "--by", "segment", "--reference", "model_c",
+      "--fail-if", "mae > 30000"],
+     dict(paths="sample_data/house_prices_models.csv", label="price",
+          pred=["model_a", "model_c"], losses="mae,rmse", ci=True, by="segment",
+          reference="model_c", fail_if="mae > 30000"), 1),
+    (["sample_data/house_prices_models.csv", "-l", "price", "--models", "model_*", "-m", "mae"],
+     dict(paths="sample_data/house_prices_models.csv", label="price", models="model_*",
+          losses="mae"), 0),
     (["sample_data/digits10.csv", "-l", "label", "-p", "logit_*", "-m", "sparse_softmax_ce",
       "--max-record-size", "1M"],
      dict(paths="sample_data/digits10.csv", label="label", pred="logit_*",
@@ -269,6 +278,13 @@ def cli_error(args: list[Any]) -> str:
     (["eval", "sample_data/missing.csv", *COLS],
      lambda: lossctl.evaluate_files("sample_data/missing.csv", "price", "predicted_price"),
      LossctlError),
+    (["eval", HOUSE, "-l", "price", "-m", "mae"],
+     lambda: lossctl.evaluate_files(HOUSE, "price", losses="mae"), OptionError),
+    (["eval", "sample_data/house_prices_models.csv", "-l", "price", "-p", "model_a", "-p",
+      "model_b", "--emit-state", "never.json"],
+     lambda: lossctl.evaluate_files("sample_data/house_prices_models.csv", "price",
+                                    ["model_a", "model_b"], emit_state="never.json"),
+     OptionError),
     (["compare", HOUSE, *COLS],
      lambda: lossctl.compare_files(HOUSE, "price", "predicted_price"), OptionError),
     (["merge", HOUSE],
@@ -376,3 +392,29 @@ def test_a_report_shows_itself_briefly() -> None:
     c = lossctl.compare_files([HOUSE, "sample_data/house_prices_v2.csv"], "price",
                               "predicted_price", "mae", key="id")
     assert repr(c).startswith("<lossctl.Report compare: 600 rows; mae=27364.8 -> ")
+
+
+def test_to_pandas_of_a_leaderboard() -> None:
+    r = lossctl.evaluate_files("sample_data/house_prices_models.csv", "price",
+                               ["model_a", "model_b", "model_c"], ["mae", "rmse"], ci=True,
+                               by="segment")
+    doc = r.to_dict()
+    board = r.to_pandas(slices=False)
+    assert list(board["model"]) == [m["model"] for m in doc["models"] for _ in range(2)]
+    assert list(board.columns) == ["model", "rank", "loss", "value", "ci_low", "ci_high",
+                                   "difference", "relative", "difference_ci_low",
+                                   "difference_ci_high", "verdict"]
+    for _, row in board.iterrows():
+        m = next(m for m in doc["models"] if m["model"] == row["model"])
+        e = m["losses"][row["loss"]]
+        assert row["value"] == e["value"] and row["rank"] == m["rank"]
+        if "vs_reference" in e:
+            assert row["difference"] == e["vs_reference"]["difference"]
+            assert [row["difference_ci_low"], row["difference_ci_high"]] == \
+                e["vs_reference"]["ci"]
+        else:  # the reference
+            assert row["model"] == doc["reference"] and math.isnan(row["difference"])
+    per_slice = r.to_pandas()
+    assert per_slice.shape[0] == len(doc["slices"]) * 3 * 2
+    assert list(per_slice.columns[:4]) == ["segment", "rows", "weight_sum", "model"]
+    assert repr(r).startswith("<lossctl.Report eval: 600 rows; 3 models by mae: ")

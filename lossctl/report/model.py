@@ -124,6 +124,12 @@ class Report:
         values = ", ".join(f"{k}={old[k]:.6g} -> {v:.6g}" if k in old else f"{k}={v:.6g}"
                            for k, v in self.result.values.items())
         checks = f"; checks {'passed' if self.passed else 'FAILED'}" if self.checks else ""
+        if self.leaderboard is not None:
+            board = self.leaderboard
+            values = ", ".join(f"{e.name} {e.result.values[k]:.6g}" for e in board.entries
+                               for k in list(e.result.values)[:1])
+            return (f"<lossctl.Report eval: {self.result.rows} rows; {len(board.entries)} models"
+                    f" by {list(self.result.values)[0]}: {values}{checks}>")
         return f"<lossctl.Report {command}: {self.result.rows} rows; {values}{checks}>"
 
     def to_dict(self) -> dict[str, Any]:
