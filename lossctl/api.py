@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .engine.chunks import Sink
     from .engine.plan import Progress, Request
     from .io.sinks import RowParts, Target
-    from .report.gate import Checks
+    from .report.checks import Checks
     from .report.model import Report
 
 DEFAULT_MAX_SLICES = 10_000  # = lossctl.engine.plan.DEFAULT_MAX_SLICES (that module loads pyarrow)
@@ -116,11 +116,12 @@ def evaluate(
 
 
 def evaluate_request(req: Request, progress: Progress | None = None, sink: Sink | None = None,
-                     parts: RowParts | None = None) -> Report:
+                     parts: RowParts | None = None, allow_empty: bool = False) -> Report:
     """Evaluate a request over its files on its engine and build its report.
 
     ``sink`` takes per-row values (local engine); ``parts`` is where the
-    Dask engine writes them, one part per unit.
+    Dask engine writes them, one part per unit; ``allow_empty`` (a state
+    saved for ``merge``): no rows or zero weight give undefined values.
     """
     from .report.model import make_report
 
@@ -134,7 +135,7 @@ def evaluate_request(req: Request, progress: Progress | None = None, sink: Sink 
         outcome = run_local(req, progress, sink)
     else:
         raise UsageError(f"unknown engine {req.engine!r} (local or dask)")
-    return make_report(outcome, req.confidence)
+    return make_report(outcome, req.confidence, allow_empty)
 
 
 def _names(given: str | Sequence[str] | None) -> list[str]:
@@ -266,7 +267,7 @@ def evaluate_files(
     ((6, 5), ['rmse', 'mae'])
     """
     from .engine.plan import JoinRequest
-    from .report.gate import build_checks, require_options
+    from .report.checks import build_checks, require_options
 
     args = locals()
     paths = _names(paths)
@@ -284,7 +285,7 @@ def evaluate_files(
                    seed=seed, ci_key=ci_key, by=by, max_slices=max_slices,
                    top=(top[1], top[0]) if top else None, keep=keep, join=join,
                    quantiles=quantiles or bool(html), calibration=bool(html))
-    report = evaluate_request(req, progress)
+    report = evaluate_request(req, progress, allow_empty=bool(emit_state))
     _sort_slices(report, sort, by)
     if emit_state:
         save_state(report, targets["emit_state"])
@@ -327,7 +328,7 @@ def compare_files(
     (27364.85, True)
     """
     from .engine.plan import JoinRequest
-    from .report.gate import build_checks, require_options
+    from .report.checks import build_checks, require_options
 
     args = locals()
     paths = _names(paths)
@@ -383,7 +384,7 @@ def merge_states(
     (650, ['sample_data/house_prices.csv', 'sample_data/house_prices.tsv'])
     """
     from .engine.saved import load_states
-    from .report.gate import build_checks, require_options
+    from .report.checks import build_checks, require_options
     from .report.model import make_report
 
     paths = _names(paths)
@@ -391,7 +392,7 @@ def merge_states(
                          baseline=baseline, checks_file=checks)
     require_options(gates, slices=True, compare=False)  # (slices: known once merged)
     targets = _claim(paths, gates, force, emit_state=emit_state, junit=junit, html=html)
-    report = make_report(load_states(paths), confidence)
+    report = make_report(load_states(paths), confidence, allow_empty=bool(emit_state))
     if sort is not None:
         report.state.loss(sort)
     if emit_state:

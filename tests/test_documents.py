@@ -2,7 +2,7 @@
 
 Each is validated before use (:mod:`lossctl.io.documents`, the state schema
 in :mod:`lossctl.engine.state_schema`, the checks and baseline schemas in
-:mod:`lossctl.report.gate`): a damaged or hostile file is one line on stderr
+:mod:`lossctl.report.checks`): a damaged or hostile file is one line on stderr
 naming the file and the field, exit 2, never a traceback, never a silently
 wrong gate, never gigabytes of memory.  And a baseline value ``null`` (a loss
 that overflowed) is infinity in the loss's direction, not NaN.
