@@ -236,13 +236,9 @@ def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None =
     """Apply the column specs to one file's columns."""
     specs = req.main_specs() if specs is None else specs
     roles = {role: reader.select(spec, f"{role} column") for role, spec in specs.items()}
-    weight = None
-    if req.weight:
-        w = reader.select(req.weight, "weight column")
-        if len(w) != 1:
-            raise UsageError(f"the weight is one column; {req.weight!r} selects {len(w)}")
-        weight = w[0]
-        roles["weight"] = w
+    weight = _one_column(reader, req.weight, "weight column", "the weight")
+    if weight:
+        roles["weight"] = [weight]
     numeric = [c for cs in roles.values() for c in cs]
     types = reader.schema_types
     for name in numeric:
@@ -257,18 +253,8 @@ def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None =
             raise InputError(f"{reader.source.name}: --by column {name!r} is {t}: slices need "
                              "single values (numbers, text, dates)")
     keep = reader.select(req.keep, "--keep column") if req.keep else []
-    key = None
-    if req.join is not None and req.join.key:
-        key = reader.select(req.join.key, "--key column")
-        if len(key) != 1:
-            raise UsageError(f"the key is one column; {req.join.key!r} selects {len(key)}")
-        key = key[0]
-    ci_key = None
-    if req.ci_key:
-        ci_key = reader.select(req.ci_key, "--ci-key column")
-        if len(ci_key) != 1:
-            raise UsageError(f"--ci-key names one column; {req.ci_key!r} selects {len(ci_key)}")
-        ci_key = ci_key[0]
+    key = _one_column(reader, req.join.key if req.join else None, "--key column", "the key")
+    ci_key = _one_column(reader, req.ci_key, "--ci-key column", "--ci-key")
     if req.compare and key and not ci_key and req.ci:  # the key names the rows: it buckets them
         ci_key = key
     pred = roles.get(req.models[req.chooser]) or roles.get("baseline", [])
@@ -276,6 +262,16 @@ def resolve_columns(reader: Reader, req: Request, specs: dict[str, str] | None =
     return Columns(label, pred, weight, baseline=roles.get("baseline"), by=by, keep=keep,
                    key=key, roles=roles, ci_key=ci_key)
 
+
+
+def _one_column(reader: Reader, spec: str | None, what: str, name: str) -> str | None:
+    """The column of a role that takes exactly one (the weight, a key), or None when not asked."""
+    if not spec:
+        return None
+    cols = reader.select(spec, what)
+    if len(cols) != 1:
+        raise UsageError(f"{name} is one column; {spec!r} selects {len(cols)}")
+    return cols[0]
 
 
 def _numeric(t: pa.DataType) -> bool:

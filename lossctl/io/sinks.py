@@ -274,6 +274,23 @@ def _temporary(path: str) -> str:
     return f"{head}/{name}" if head else name
 
 
+@contextlib.contextmanager
+def _committing(output: OutputFile | RowParts) -> Iterator[None]:
+    """The last step of an output: on any error its partial file or directory goes, and an
+    OSError names the user's path (``FileExistsError``: another run or file got there first)."""
+    try:
+        yield
+    except FileExistsError:
+        output.abort()
+        raise output.target.appeared() from None
+    except OSError as e:
+        output.abort()
+        raise output.target.error(e) from None
+    except BaseException:
+        output.abort()
+        raise
+
+
 class OutputFile:
     """One output being written: ``.NAME.lossctl-PID.partial`` beside it until :meth:`commit`.
 
@@ -312,22 +329,13 @@ class OutputFile:
 
     def commit(self) -> None:
         """Flush to disk and give the file its name; on any error remove it and say why."""
-        try:
+        with _committing(self):
             self.file.flush()
             if self.tmp is not None and self.loc is None:
                 os.fsync(self.file.fileno())  # a full disk can first show here
             self.file.close()  # (an object: completes the upload, under the temporary name)
             if self.tmp is not None:
                 self._name()
-        except FileExistsError:
-            self.abort()
-            raise self.target.appeared() from None
-        except OSError as e:
-            self.abort()
-            raise self.target.error(e) from None
-        except BaseException:
-            self.abort()
-            raise
 
     def _name(self) -> None:
         assert self.tmp is not None
@@ -545,7 +553,7 @@ class RowParts:
         """Every part is written: give the directory its name (never over another's, unless
         ``force``)."""
         self.names, self.rows = names, rows
-        try:
+        with _committing(self):
             if not self.force and self.target.exists():
                 raise FileExistsError(errno.EEXIST, "exists", self.path)
             if self.target.inputs.holding(self.path) or (self.loc is None and
@@ -570,15 +578,6 @@ class RowParts:
                 lfs.move(f"{self.tmp}/{name}", f"{dest}/{name}")
             with lfs.open_output_stream(f"{dest}/_SUCCESS"):
                 pass
-        except FileExistsError:
-            self.abort()
-            raise self.target.appeared() from None
-        except OSError as e:
-            self.abort()
-            raise self.target.error(e) from None
-        except BaseException:
-            self.abort()
-            raise
 
     def abort(self) -> None:
         """Remove the temporary directory and every part in it."""
