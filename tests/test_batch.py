@@ -928,3 +928,30 @@ def test_join_option_errors(join: dict, tmp_path: Path) -> None:
                 "nope.csv")
     usage_error(run("runner", ["eval", p, "--labels", join["labels_csv"], "--key", "nope", *cols]),
                 "nope")
+
+
+@pytest.mark.parametrize("ci", [[], ["--ci"]])
+def test_a_shard_of_zero_weights_saves_a_state_that_merges_as_nothing(tmp_path: Path,
+                                                                     ci: list[str]) -> None:
+    """A shard whose weights are all 0 has no values, but its state is saved (with a warning)
+    and merging it changes nothing: the merge equals one pass over every shard."""
+    zero = tmp_path / "zero.csv"
+    write_csv(pd.DataFrame({"y": [1.0, 3.0], "p": [2.0, 4.0], "w": [0.0, 0.0]}), zero)
+    some = tmp_path / "some.csv"
+    write_csv(pd.DataFrame({"y": [1.0, 3.0, 2.5], "p": [2.0, 5.0, 2.0], "w": [1.0, 2.0, 0.5]}),
+              some)
+    cols = ["-l", "y", "-p", "p", "-w", "w", "-m", "mse,mae", *ci]
+    r = run("runner", ["eval", zero, *cols, "--emit-state", tmp_path / "s0.json", "-f", "json"])
+    assert r.code == 0, r.err
+    assert "weights of all 2 rows sum to zero" in r.err and "Traceback" not in r.err
+    empty = json.loads(r.out)
+    assert all(v["value"] is None and "sum to zero" in v["undefined"]
+               for v in empty["losses"].values())
+    assert all("ci" not in v for v in empty["losses"].values())
+    assert run("runner", ["eval", some, *cols, "--emit-state", tmp_path / "s1.json"]).code == 0
+    merged = report("runner", ["merge", tmp_path / "s0.json", tmp_path / "s1.json"])
+    whole = report("runner", ["eval", zero, some, *cols])
+    assert merged["losses"] == whole["losses"] and merged["rows"] == whole["rows"] == 5
+    # without --emit-state there is nothing to keep: the run is an error
+    r = run("runner", ["eval", zero, *cols])
+    assert r.code == 2 and "sum to zero" in r.err

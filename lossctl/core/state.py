@@ -383,14 +383,29 @@ class EvalState:
         self.weight_sum = total(g.weight_totals())
         self.sums = {k: total(s.totals()) for k, s in g.sums.items()}
 
-    def result(self) -> Result:
-        """The value of every loss; raises InputError on empty or zero-weight input."""
+    def empty_reason(self) -> str | None:
+        """Why no value is defined (no rows, or weights summing to zero), or None."""
         self._overall()
         if self.rows == 0:
             extra = f" (all {self.rows_skipped} rows were skipped)" if self.rows_skipped else ""
-            raise InputError(f"no rows to evaluate{extra}")
+            return f"no rows to evaluate{extra}"
         if self.weight_sum.scaled == 0 and not self.weight_sum.nonfinite:
-            raise InputError(f"the weights of all {self.rows} rows sum to zero")
+            return f"the weights of all {self.rows} rows sum to zero"
+        return None
+
+    def result(self, allow_empty: bool = False) -> Result:
+        """The value of every loss; raises InputError on empty or zero-weight input.
+
+        With ``allow_empty`` (a shard saved for ``merge``: it merges as nothing)
+        such input has undefined values instead, and says why.
+        """
+        empty = self.empty_reason()
+        if empty and not allow_empty:
+            raise InputError(empty)
+        if empty:
+            return Result({l.key: math.nan for l in self.losses}, self.rows, self.rows_skipped,
+                          self.weight_sum.value, self.losses,
+                          {l.key: {"undefined": empty} for l in self.losses})
         view = ExactView(self.sums, self.weight_sum, self.components)
         values = {l.key: value_of(l, view, self._component_of.get(l.key)) for l in self.losses}
         details = {l.key: details_of(l, view, self._component_of.get(l.key)) for l in self.losses}

@@ -113,8 +113,10 @@ class Report:
 
     @property
     def warnings(self) -> list[str]:
-        """What the CLI prints as warnings (a baseline of other data)."""
-        return self.gate.warnings if self.gate is not None else []
+        """What the CLI prints as warnings (a baseline of other data, a shard without values)."""
+        empty = self.state.empty_reason() if self.leaderboard is None else None
+        return ([f"{empty}: the values are undefined (the saved state merges as nothing)"]
+                if empty else []) + (self.gate.warnings if self.gate is not None else [])
 
     def __repr__(self) -> str:
         """Short (a notebook shows it): the command, rows, each loss's value (a comparison's
@@ -150,8 +152,12 @@ class Report:
         return report_frame(self.to_dict(), slices)
 
 
-def make_report(outcome: Outcome, confidence: float = 0.95) -> Report:
-    """Results, and intervals where the states keep buckets, of one model, a comparison or several."""
+def make_report(outcome: Outcome, confidence: float = 0.95, allow_empty: bool = False) -> Report:
+    """Results, and intervals where the states keep buckets, of one model, a comparison or several.
+
+    ``allow_empty``: no rows, or weights summing to zero, give undefined values
+    instead of an error (a shard whose state is saved for ``merge``).
+    """
     state = outcome.states[-1]
     counts = intervals.poisson_counts(state.buckets, state.seed) if state.buckets else None
     per_slice = intervals.poisson_counts(SLICE_BUCKETS, state.seed) if state.buckets else None
@@ -159,8 +165,8 @@ def make_report(outcome: Outcome, confidence: float = 0.95) -> Report:
         board = make_leaderboard(outcome, counts, per_slice, confidence)
         ref = next(e for e in board.entries if e.name == board.reference)
         return Report(outcome, ref.result, confidence=confidence, leaderboard=board)
-    report = Report(outcome, state.result(), confidence=confidence)
-    if counts is not None:
+    report = Report(outcome, state.result(allow_empty), confidence=confidence)
+    if counts is not None and state.empty_reason() is None:  # (an empty shard: no intervals)
         report.intervals = intervals.loss_intervals(state, counts, confidence)
         if state.slice_buckets is not None:
             report.slice_intervals = intervals.slice_intervals(state, per_slice, confidence)
